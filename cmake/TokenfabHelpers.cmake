@@ -1,0 +1,18 @@
+# tokenfab_test(NAME <name> SOURCES <files...> [DEPS <targets...>] [LABELS <labels...>])
+# One gtest binary per unit, discovered test by test so ctest reports each case.
+function(tokenfab_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_DEPS} tokenfab_test_support GTest::gtest GTest::gmock
+                                          GTest::gtest_main)
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 600)
+  endif()
+  set(_props TIMEOUT ${T_TIMEOUT})
+  if(T_LABELS)
+    list(APPEND _props LABELS "${T_LABELS}")
+  endif()
+  gtest_discover_tests(${T_NAME} DISCOVERY_MODE PRE_TEST
+                       WORKING_DIRECTORY ${PROJECT_SOURCE_DIR}
+                       PROPERTIES ${_props})
+endfunction()
