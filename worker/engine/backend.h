@@ -1,0 +1,64 @@
+// Backend: runs one batched forward step of the model. Implementations: the
+// CPU engine (cpu_backend.h); later CUDA and a simulated backend.
+//
+// A step takes several sequences at once, each with its own new tokens (a
+// prefill chunk or a single decode token), the position of its first new
+// token and its block table, which must cover every position up to the last
+// new token. The step writes the new tokens' keys and values into those blocks
+// and returns logits where asked. Which blocks a sequence owns is the caller's
+// business (the batch scheduler's block pool).
+//
+// Called from one thread (the engine loop).
+#ifndef TOKENFAB_WORKER_ENGINE_BACKEND_H_
+#define TOKENFAB_WORKER_ENGINE_BACKEND_H_
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "worker/model/model_config.h"
+
+namespace tokenfab {
+
+enum class LogitsMode {
+  kNone,  // a prefill chunk that is not the last: no logits needed
+  kLast,  // logits of the last new token (to sample the next)
+  kAll,   // logits of every new token (prompt logprobs, tests)
+};
+
+struct SequenceStep {
+  std::span<const int32_t> tokens;       // new tokens, at least one
+  int32_t start_position = 0;            // position of tokens[0]
+  std::span<const int32_t> block_table;  // block ids of positions 0.. (16 per block)
+  LogitsMode logits = LogitsMode::kLast;
+};
+
+struct StepResult {
+  int32_t vocab_size = 0;
+  // Logits rows: for each sequence with logits, its rows in order.
+  std::vector<float> logits;
+  // Per sequence: index of its first logits row, or -1 (LogitsMode::kNone).
+  std::vector<int32_t> first_row;
+
+  const float* Row(int32_t row) const { return logits.data() + static_cast<int64_t>(row) * vocab_size; }
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  // Runs the batch. An invalid batch (token id outside the vocabulary,
+  // positions beyond the context or the block table, unknown block ids) is an
+  // InvalidArgument error and changes nothing.
+  virtual absl::Status Forward(std::span<const SequenceStep> batch, StepResult* result) = 0;
+
+  virtual const ModelConfig& config() const = 0;
+  virtual int32_t num_kv_blocks() const = 0;
+  virtual std::string_view name() const = 0;
+};
+
+}  // namespace tokenfab
+
+#endif  // TOKENFAB_WORKER_ENGINE_BACKEND_H_

@@ -1,0 +1,86 @@
+#include "worker/engine/kv_cache.h"
+
+#include "common/half.h"
+#include "common/strings.h"
+
+namespace tokenfab {
+
+uint64_t KvCache::BytesPerBlock(const ModelConfig& c, KvDType dtype) {
+  const uint64_t elem = dtype == KvDType::kF16 ? 2 : 4;
+  return 2ull * c.num_layers * c.num_kv_heads * kKvBlockSize * c.head_dim * elem;
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& config,
+                                                         const KvCacheOptions& options) {
+  if (options.num_blocks <= 0) {
+    return absl::InvalidArgumentError(StrCat("KV cache needs at least one block, got ",
+                                             options.num_blocks));
+  }
+  const uint64_t bytes = BytesPerBlock(config, options.dtype) * options.num_blocks;
+  // Fail with a message instead of an out-of-memory kill for absurd requests.
+  constexpr uint64_t kMaxBytes = 1ull << 40;
+  if (bytes > kMaxBytes) {
+    return absl::ResourceExhaustedError(StrCat("KV cache of ", options.num_blocks, " blocks needs ",
+                                               bytes >> 20, " MiB, over the 1 TiB limit"));
+  }
+  return std::unique_ptr<KvCache>(new KvCache(config, options));
+}
+
+KvCache::KvCache(const ModelConfig& config, const KvCacheOptions& options)
+    : num_layers_(config.num_layers),
+      num_kv_heads_(config.num_kv_heads),
+      head_dim_(config.head_dim),
+      num_blocks_(options.num_blocks),
+      dtype_(options.dtype),
+      layer_elems_(static_cast<int64_t>(options.num_blocks) * config.num_kv_heads * kKvBlockSize *
+                   config.head_dim) {
+  const size_t total = static_cast<size_t>(layer_elems_) * 2 * num_layers_;
+  if (dtype_ == KvDType::kF16) {
+    storage_f16_.assign(total, 0);
+  } else {
+    storage_f32_.assign(total, 0.0f);
+  }
+}
+
+KvLayerView KvCache::LayerView(int32_t layer) const {
+  KvLayerView v;
+  v.dtype = dtype_;
+  v.num_kv_heads = num_kv_heads_;
+  v.head_dim = head_dim_;
+  v.block_size = kKvBlockSize;
+  const int64_t base = static_cast<int64_t>(layer) * 2 * layer_elems_;
+  if (dtype_ == KvDType::kF16) {
+    v.k = storage_f16_.data() + base;
+    v.v = storage_f16_.data() + base + layer_elems_;
+  } else {
+    v.k = storage_f32_.data() + base;
+    v.v = storage_f32_.data() + base + layer_elems_;
+  }
+  return v;
+}
+
+void KvCache::Write(int32_t layer, int32_t block, int32_t slot, const float* k, const float* v) {
+  const KvLayerView view = LayerView(layer);
+  for (int32_t h = 0; h < num_kv_heads_; ++h) {
+    const int64_t off = view.Offset(block, h, slot);
+    const float* kh = k + static_cast<int64_t>(h) * head_dim_;
+    const float* vh = v + static_cast<int64_t>(h) * head_dim_;
+    if (dtype_ == KvDType::kF16) {
+      uint16_t* kd = const_cast<uint16_t*>(static_cast<const uint16_t*>(view.k)) + off;
+      uint16_t* vd = const_cast<uint16_t*>(static_cast<const uint16_t*>(view.v)) + off;
+      for (int32_t d = 0; d < head_dim_; ++d) {
+        kd[d] = Fp32ToFp16(kh[d]);
+        vd[d] = Fp32ToFp16(vh[d]);
+      }
+    } else {
+      float* kd = const_cast<float*>(static_cast<const float*>(view.k)) + off;
+      float* vd = const_cast<float*>(static_cast<const float*>(view.v)) + off;
+      for (int32_t d = 0; d < head_dim_; ++d) {
+        kd[d] = kh[d];
+        vd[d] = vh[d];
+      }
+    }
+  }
+}
+
+}  // namespace tokenfab

@@ -1,0 +1,57 @@
+// The paged KV cache of one backend: for every layer, `num_blocks` blocks of
+// `block_size` token slots of keys and values (layout in kernels/attention.h).
+// Which blocks belong to which sequence is decided outside (block tables);
+// the cache only stores. Written and read by the engine thread during a step.
+#ifndef TOKENFAB_WORKER_ENGINE_KV_CACHE_H_
+#define TOKENFAB_WORKER_ENGINE_KV_CACHE_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/kernels/attention.h"
+#include "worker/model/model_config.h"
+
+namespace tokenfab {
+
+// Tokens per KV block, everywhere in tokenfab (also the prefix-hash unit).
+inline constexpr int32_t kKvBlockSize = 16;
+
+struct KvCacheOptions {
+  int32_t num_blocks = 0;
+  KvDType dtype = KvDType::kF16;
+};
+
+class KvCache {
+ public:
+  static absl::StatusOr<std::unique_ptr<KvCache>> Create(const ModelConfig& config,
+                                                         const KvCacheOptions& options);
+
+  // Bytes one block takes across all layers (keys and values).
+  static uint64_t BytesPerBlock(const ModelConfig& config, KvDType dtype);
+
+  int32_t num_blocks() const { return num_blocks_; }
+  KvDType dtype() const { return dtype_; }
+  KvLayerView LayerView(int32_t layer) const;
+
+  // Stores one token's keys and values (kv_dim floats each) of `layer` at
+  // (block, slot), converting to the cache's element type.
+  void Write(int32_t layer, int32_t block, int32_t slot, const float* k, const float* v);
+
+ private:
+  KvCache(const ModelConfig& config, const KvCacheOptions& options);
+
+  int32_t num_layers_;
+  int32_t num_kv_heads_;
+  int32_t head_dim_;
+  int32_t num_blocks_;
+  KvDType dtype_;
+  int64_t layer_elems_;                // elements of K (or V) per layer
+  std::vector<uint16_t> storage_f16_;  // [layer][K|V][block][head][slot][dim]
+  std::vector<float> storage_f32_;
+};
+
+}  // namespace tokenfab
+
+#endif  // TOKENFAB_WORKER_ENGINE_KV_CACHE_H_
