@@ -1,0 +1,43 @@
+#include "server/cli/commands.h"
+
+#include <cstdio>
+#include <string_view>
+
+namespace tokenfab {
+namespace {
+
+struct Command {
+  std::string_view name;
+  std::string_view summary;
+  int (*run)(const std::vector<std::string>&);
+};
+
+constexpr Command kCommands[] = {
+    {"generate", "generate a completion for one prompt", RunGenerate},
+    {"tokenize", "print the token ids of a text", RunTokenize},
+};
+
+void PrintUsage(std::FILE* out) {
+  std::fprintf(out, "usage: tokenfab <command> [flags]\n\ncommands:\n");
+  for (const Command& c : kCommands) {
+    std::fprintf(out, "  %-10.*s %.*s\n", static_cast<int>(c.name.size()), c.name.data(),
+                 static_cast<int>(c.summary.size()), c.summary.data());
+  }
+  std::fprintf(out, "\n`tokenfab <command> --help` lists a command's flags.\n");
+}
+
+}  // namespace
+
+int RunCli(const std::vector<std::string>& args) {
+  if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    PrintUsage(args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  for (const Command& c : kCommands) {
+    if (args[0] == c.name) return c.run(std::vector<std::string>(args.begin() + 1, args.end()));
+  }
+  std::fprintf(stderr, "tokenfab: unknown command '%s' (see tokenfab --help)\n", args[0].c_str());
+  return 2;
+}
+
+}  // namespace tokenfab

@@ -1,0 +1,152 @@
+// Black-box tests of the `tokenfab` binary's command-line contract, which
+// other tools depend on: output forms, exit codes and one-line errors.
+#include <filesystem>
+#include <fstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/support/gguf_builder.h"
+#include "tests/support/subprocess.h"
+#include "tests/test_paths.h"
+
+namespace tokenfab {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+using testing::ProcessResult;
+using testing::RunProcess;
+
+ProcessResult Tokenfab(std::vector<std::string> args) {
+  args.insert(args.begin(), testing::TokenfabBinary());
+  return RunProcess(args);
+}
+
+std::vector<std::string> Lines(const std::string& s) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < s.size()) {
+    size_t end = s.find('\n', start);
+    if (end == std::string::npos) end = s.size();
+    lines.push_back(s.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
+// An error is exactly one line on stderr and a non-zero exit.
+void ExpectOneLineError(const ProcessResult& r, const std::string& expected) {
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.exit_code, -1) << "crashed or timed out";
+  EXPECT_EQ(Lines(r.err).size(), 1u) << r.err;
+  EXPECT_THAT(r.err, HasSubstr(expected));
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!testing::RequireFile(testing::DefaultModelPath())) GTEST_SKIP();
+    model_ = testing::DefaultModelPath();
+  }
+  std::string model_;
+};
+
+TEST_F(CliTest, TokenizePrintsIdsOnOneLine) {
+  // The ids llama.cpp gives (tests/golden/llamacpp/smollm2_greedy.json).
+  ProcessResult r = Tokenfab({"tokenize", "--model", model_, "--text", "The capital of France is"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "504 3575 282 4649 314\n");
+}
+
+TEST_F(CliTest, GenerateEndsWithTheTokenIdsLine) {
+  ProcessResult r = Tokenfab({"generate", "--model", model_, "--prompt", "The capital of France is",
+                              "--max-tokens", "5", "--print-token-ids", "--threads", "2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::vector<std::string> lines = Lines(r.out);
+  ASSERT_GE(lines.size(), 2u);
+  // llama.cpp's greedy continuation starts the same way.
+  EXPECT_EQ(lines.back(), "token_ids: 7042 30 198 198 504");
+  EXPECT_THAT(r.out, StartsWith(" Paris.\n"));
+  EXPECT_THAT(r.err, HasSubstr("generated 5 tokens"));
+}
+
+TEST_F(CliTest, ChatUsesTheModelTemplateAndStopsAtEndOfTurn) {
+  ProcessResult r = Tokenfab({"generate", "--model", model_, "--prompt", "Say hi.", "--chat",
+                              "--system", "Answer in one short sentence.", "--max-tokens", "60",
+                              "--print-token-ids"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("finish: stop"));
+  // The last id is the end-of-turn token <|im_end|> (2); its text is not printed.
+  EXPECT_THAT(Lines(r.out).back(), ::testing::EndsWith(" 2"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("<|im_end|>")));
+}
+
+TEST_F(CliTest, SameSeedSameSample) {
+  auto run = [&](const std::string& seed) {
+    return Tokenfab({"generate", "--model", model_, "--prompt", "Once upon a time", "--max-tokens",
+                     "12", "--temperature", "1.0", "--top-p", "0.9", "--seed", seed,
+                     "--print-token-ids"});
+  };
+  ProcessResult a = run("7"), b = run("7"), c = run("8");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(Lines(a.out).back(), Lines(c.out).back());
+}
+
+TEST_F(CliTest, GeneratesFromAHuggingFaceFolder) {
+  ProcessResult r = Tokenfab({"generate", "--model", testing::TestDataPath("hf/tiny-llama"),
+                              "--prompt", "hello world", "--max-tokens", "6", "--ignore-eos",
+                              "--print-token-ids"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string last = Lines(r.out).back();
+  EXPECT_THAT(last, StartsWith("token_ids: "));
+  EXPECT_EQ(std::count(last.begin(), last.end(), ' '), 6);
+}
+
+TEST_F(CliTest, BadInputIsAOneLineError) {
+  ExpectOneLineError(Tokenfab({"generate", "--model", "/nonexistent/m.gguf", "--prompt", "x"}),
+                     "/nonexistent/m.gguf");
+  ExpectOneLineError(Tokenfab({"generate", "--prompt", "x"}), "--model is required");
+  ExpectOneLineError(Tokenfab({"generate", "--model", model_, "--prompt", "x", "--bogus"}),
+                     "unknown flag --bogus");
+  ExpectOneLineError(Tokenfab({"tokenize", "--model", model_, "--text", "x", "--prompt", "y"}),
+                     "unknown flag --prompt");
+  ExpectOneLineError(
+      Tokenfab({"generate", "--model", model_, "--prompt", "x", "--max-tokens", "0"}),
+      "--max-tokens must be positive");
+  ExpectOneLineError(Tokenfab({"frobnicate"}), "unknown command 'frobnicate'");
+
+  // Prompt longer than the context (the tiny model's is 256 tokens).
+  std::string long_prompt;
+  for (int i = 0; i < 400; ++i) long_prompt += "hello world ";
+  ExpectOneLineError(Tokenfab({"generate", "--model", testing::TestDataPath("hf/tiny-llama"),
+                               "--prompt", long_prompt}),
+                     "context length is 256");
+
+  // A tensor type tokenfab does not run (Q5_K).
+  testing::GgufBuilder b;
+  b.Header(1, 1).KvStr("general.architecture", "llama").TensorInfo("t", {256}, 13, 0).Pad(32);
+  for (int i = 0; i < 176; ++i) b.U8(0);
+  const std::string q5k = b.WriteTemp("q5k.gguf");
+  ExpectOneLineError(Tokenfab({"generate", "--model", q5k, "--prompt", "x"}),
+                     "has type Q5_K (13), which tokenfab does not support");
+
+  // A truncated model file.
+  std::ifstream in(model_, std::ios::binary);
+  std::string head(4 << 20, '\0');
+  in.read(head.data(), head.size());
+  const std::string truncated = testing::WriteTempFile("truncated.gguf", head.data(), head.size());
+  ExpectOneLineError(Tokenfab({"generate", "--model", truncated, "--prompt", "x"}),
+                     "the file may be truncated");
+}
+
+TEST_F(CliTest, HelpExitsZero) {
+  ProcessResult r = Tokenfab({"generate", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("--print-token-ids"));
+  EXPECT_EQ(Tokenfab({}).exit_code, 2);
+}
+
+}  // namespace
+}  // namespace tokenfab
