@@ -1,0 +1,140 @@
+// Prefill and decode throughput of the CPU engine, and peak resident memory.
+//
+//   build/bench/engine_bench [--model PATH] [--threads N] [--repeats R]
+//
+// Prefill: a prompt of P tokens in one forward step (P = 128, 512), from an
+// empty cache. Decode: one token per step after a 128-token prompt, 64 steps,
+// and the same at a 1024-token context. Each figure is the median of R runs.
+// Prints the machine, thread count, model and KV cache type with the figures.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "server/cli/flags.h"
+#include "worker/engine/cpu_backend.h"
+#include "worker/model/model_loader.h"
+
+namespace tokenfab {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string CpuName() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown CPU";
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+double PeakRssMiB() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+
+// Deterministic token ids spread over the vocabulary.
+std::vector<int32_t> Tokens(int n, int32_t vocab) {
+  std::vector<int32_t> t(n);
+  for (int i = 0; i < n; ++i) t[i] = static_cast<int32_t>((i * 7919 + 13) % vocab);
+  return t;
+}
+
+double TimePrefill(Backend& b, const std::vector<int32_t>& tokens, const std::vector<int32_t>& blocks) {
+  StepResult r;
+  SequenceStep s{tokens, 0, blocks, LogitsMode::kLast};
+  const auto t0 = Clock::now();
+  if (!b.Forward({&s, 1}, &r).ok()) std::abort();
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Seconds per decode step after a prompt of `context` tokens.
+double TimeDecode(Backend& b, int context, int steps, const std::vector<int32_t>& blocks) {
+  const std::vector<int32_t> prompt = Tokens(context, b.config().vocab_size);
+  StepResult r;
+  SequenceStep s{prompt, 0, blocks, LogitsMode::kLast};
+  if (!b.Forward({&s, 1}, &r).ok()) std::abort();
+  int32_t pos = context;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < steps; ++i) {
+    const float* row = r.Row(0);
+    const int32_t next[1] = {static_cast<int32_t>(std::max_element(row, row + r.vocab_size) - row)};
+    SequenceStep d{next, pos++, blocks, LogitsMode::kLast};
+    if (!b.Forward({&d, 1}, &r).ok()) std::abort();
+  }
+  return std::chrono::duration<double>(Clock::now() - t0).count() / steps;
+}
+
+int Main(const std::vector<std::string>& args) {
+  const char* home = std::getenv("HOME");
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  std::string model_path = (xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/root") + "/.cache") +
+                           "/tokenfab/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  int32_t threads = 2, repeats = 5;
+  FlagSet flags("engine_bench", "Prefill and decode tokens/s of the CPU engine.");
+  flags.AddString("model", &model_path, "GGUF file or Hugging Face folder (default: SmolLM2)");
+  flags.AddInt("threads", &threads, "CPU threads (default 2)");
+  flags.AddInt("repeats", &repeats, "runs per figure; the median is printed (default 5)");
+  if (absl::Status s = flags.Parse(args); !s.ok()) {
+    std::fprintf(stderr, "engine_bench: %s\n", std::string(s.message()).c_str());
+    return 2;
+  }
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  auto model = LoadModel(model_path);
+  if (!model.ok()) {
+    std::fprintf(stderr, "engine_bench: %s\n", std::string(model.status().message()).c_str());
+    return 1;
+  }
+  const ModelConfig& c = (*model)->config;
+  CpuBackendOptions o;
+  o.threads = threads;
+  o.num_kv_blocks = 1200 / 16;
+  auto backend = CpuBackend::Create(c, (*model)->weights, o);
+  if (!backend.ok()) return 1;
+  std::vector<int32_t> blocks(o.num_kv_blocks);
+  std::iota(blocks.begin(), blocks.end(), 0);
+
+  std::printf("tokenfab engine_bench\n");
+  std::printf("machine: %s, %d hardware threads\n", CpuName().c_str(), HardwareThreads());
+  std::printf("model: %s (%s, %d layers, hidden %d)\n", model_path.c_str(), c.name.c_str(),
+              c.num_layers, c.hidden_size);
+  std::printf("engine: cpu backend, %d threads, f16 KV cache, median of %d runs\n", threads, repeats);
+
+  TimePrefill(**backend, Tokens(32, c.vocab_size), blocks);  // warm-up: page in the weights
+  for (int p : {128, 512}) {
+    std::vector<double> t;
+    for (int i = 0; i < repeats; ++i) t.push_back(TimePrefill(**backend, Tokens(p, c.vocab_size), blocks));
+    std::printf("prefill %4d tokens: %8.1f tokens/s (%.3f s)\n", p, p / Median(t), Median(t));
+  }
+  for (int ctx : {128, 1024}) {
+    std::vector<double> t;
+    for (int i = 0; i < repeats; ++i) t.push_back(TimeDecode(**backend, ctx, 64, blocks));
+    std::printf("decode at context %4d: %8.1f tokens/s (%.2f ms/token)\n", ctx, 1.0 / Median(t),
+                1e3 * Median(t));
+  }
+  std::printf("peak resident memory: %.0f MiB\n", PeakRssMiB());
+  return 0;
+}
+
+}  // namespace
+}  // namespace tokenfab
+
+int main(int argc, char** argv) {
+  return tokenfab::Main(std::vector<std::string>(argv + 1, argv + argc));
+}
