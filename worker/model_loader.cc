@@ -1,4 +1,4 @@
-#include "worker/model/model_loader.h"
+#include "worker/model_loader.h"
 
 #include <filesystem>
 

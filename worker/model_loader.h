@@ -1,8 +1,8 @@
 // Loads a model from a GGUF file or a Hugging Face folder: configuration,
 // weights (memory-mapped, in place), tokenizer and chat template, all checked
 // before anything runs. Errors name the file and what is wrong.
-#ifndef TOKENFAB_WORKER_MODEL_MODEL_LOADER_H_
-#define TOKENFAB_WORKER_MODEL_MODEL_LOADER_H_
+#ifndef TOKENFAB_WORKER_MODEL_LOADER_H_
+#define TOKENFAB_WORKER_MODEL_LOADER_H_
 
 #include <memory>
 #include <string>
@@ -48,4 +48,4 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
 
 }  // namespace tokenfab
 
-#endif  // TOKENFAB_WORKER_MODEL_MODEL_LOADER_H_
+#endif  // TOKENFAB_WORKER_MODEL_LOADER_H_
