@@ -19,7 +19,7 @@
 #include "common/thread_pool.h"
 #include "server/cli/flags.h"
 #include "worker/engine/cpu_backend.h"
-#include "worker/model/model_loader.h"
+#include "worker/model_loader.h"
 
 namespace tokenfab {
 namespace {

@@ -2,15 +2,17 @@
 //
 //   build/bench/kernels_bench [--benchmark_filter=...]
 //
-// MatMul/<type>/<tokens>: a 4096 x 4096 weight matrix (larger than the
-// caches) times `tokens` activation rows, on 2 threads. With 1 token the work
-// is bound by memory bandwidth: compare "weights/s" with ReadBandwidth, a
-// plain 2-thread streaming read of a 256 MiB buffer measured in the same run.
+// MatMul/<type>/<tokens>: 4096 x 4096 weight matrices times `tokens`
+// activation rows, on 2 threads; each iteration uses the next of enough copies
+// to fill 1 GiB, so weights come from memory, not from the (large) L3 cache.
+// With 1 token the work is bound by memory bandwidth: compare "weights/s" with
+// ReadBandwidth, a plain 2-thread streaming read of 1 GiB in the same run.
 // With 64 tokens it is bound by arithmetic: "MAC/s" next to the AVX2 int8
 // peak printed at start (2 vpmaddubsw of 32 MACs per cycle per core).
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <random>
@@ -28,6 +30,7 @@ namespace {
 constexpr int64_t kRows = 4096;
 constexpr int64_t kCols = 4096;
 constexpr int kThreads = 2;
+constexpr size_t kWorkingSetBytes = size_t{1} << 30;
 
 // Random weights of `type` with small finite scales in every block.
 std::vector<uint8_t> RandomWeights(DType type) {
@@ -63,19 +66,24 @@ void BM_MatMul(benchmark::State& state) {
   const DType type = static_cast<DType>(state.range(0));
   const int64_t tokens = state.range(1);
   static ThreadPool pool(kThreads);
-  const std::vector<uint8_t> data = RandomWeights(type);
-  WeightMatrix w{type, kRows, kCols, *RowBytes(type, kCols), data.data()};
+  const std::vector<uint8_t> one = RandomWeights(type);
+  const size_t copies = std::max<size_t>(1, kWorkingSetBytes / one.size());
+  std::vector<uint8_t> data(one.size() * copies);
+  for (size_t c = 0; c < copies; ++c) std::memcpy(data.data() + c * one.size(), one.data(), one.size());
+  size_t next = 0;
   std::vector<float> x(tokens * kCols), y(tokens * kRows);
   std::mt19937 rng(2);
   std::normal_distribution<float> normal;
   for (float& v : x) v = normal(rng);
   std::vector<uint8_t> scratch;
   for (auto _ : state) {
+    WeightMatrix w{type, kRows, kCols, *RowBytes(type, kCols), data.data() + next * one.size()};
+    next = (next + 1) % copies;
     MatMul(w, x.data(), kCols, tokens, y.data(), kRows, pool, &scratch);
     benchmark::DoNotOptimize(y.data());
   }
   state.SetLabel(std::string(Traits(type).name));
-  state.counters["weights/s"] = benchmark::Counter(static_cast<double>(data.size()) * state.iterations(),
+  state.counters["weights/s"] = benchmark::Counter(static_cast<double>(one.size()) * state.iterations(),
                                                    benchmark::Counter::kIsRate,
                                                    benchmark::Counter::kIs1024);
   state.counters["MAC/s"] = benchmark::Counter(
@@ -93,7 +101,7 @@ BENCHMARK(BM_MatMul)->Apply(MatMulArgs)->Unit(benchmark::kMillisecond)->UseRealT
 // The bandwidth limit: two threads summing halves of a buffer larger than the
 // caches.
 void BM_ReadBandwidth(benchmark::State& state) {
-  const size_t n = (256u << 20) / sizeof(uint64_t);
+  const size_t n = kWorkingSetBytes / sizeof(uint64_t);
   std::vector<uint64_t> buf(n, 1);
   static ThreadPool pool(kThreads);
   for (auto _ : state) {

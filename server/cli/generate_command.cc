@@ -15,7 +15,7 @@
 #include "server/prompt_tokens.h"
 #include "worker/engine/cpu_backend.h"
 #include "worker/engine/single_sequence.h"
-#include "worker/model/model_loader.h"
+#include "worker/model_loader.h"
 #include "worker/tokenizer/incremental_detokenizer.h"
 
 namespace tokenfab {
@@ -130,9 +130,14 @@ int RunGenerate(const std::vector<std::string>& args) {
   SingleSequenceOptions options;
   options.max_tokens = *max_tokens;
   options.prefill_chunk_tokens = f.prefill_chunk;
-  options.sampling = {f.temperature, f.top_k,           f.top_p,
-                      f.min_p,       f.repetition_penalty, f.presence_penalty,
-                      f.frequency_penalty, f.seed.value_or(std::random_device{}())};
+  options.sampling = {.temperature = f.temperature,
+                      .top_k = f.top_k,
+                      .top_p = f.top_p,
+                      .min_p = f.min_p,
+                      .repetition_penalty = f.repetition_penalty,
+                      .presence_penalty = f.presence_penalty,
+                      .frequency_penalty = f.frequency_penalty,
+                      .seed = f.seed.value_or(std::random_device{}())};
   if (!f.ignore_eos) {
     for (int32_t id : tokenizer.end_of_generation_ids()) options.stop_token_ids.insert(id);
   }

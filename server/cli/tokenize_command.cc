@@ -6,7 +6,7 @@
 #include "common/strings.h"
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
-#include "worker/model/model_loader.h"
+#include "worker/model_loader.h"
 
 namespace tokenfab {
 

@@ -60,21 +60,22 @@ KvLayerView KvCache::LayerView(int32_t layer) const {
 }
 
 void KvCache::Write(int32_t layer, int32_t block, int32_t slot, const float* k, const float* v) {
-  const KvLayerView view = LayerView(layer);
+  const KvLayerView view = LayerView(layer);  // for the layout only
+  const int64_t base = static_cast<int64_t>(layer) * 2 * layer_elems_;
   for (int32_t h = 0; h < num_kv_heads_; ++h) {
     const int64_t off = view.Offset(block, h, slot);
     const float* kh = k + static_cast<int64_t>(h) * head_dim_;
     const float* vh = v + static_cast<int64_t>(h) * head_dim_;
     if (dtype_ == KvDType::kF16) {
-      uint16_t* kd = const_cast<uint16_t*>(static_cast<const uint16_t*>(view.k)) + off;
-      uint16_t* vd = const_cast<uint16_t*>(static_cast<const uint16_t*>(view.v)) + off;
+      uint16_t* kd = storage_f16_.data() + base + off;
+      uint16_t* vd = storage_f16_.data() + base + layer_elems_ + off;
       for (int32_t d = 0; d < head_dim_; ++d) {
         kd[d] = Fp32ToFp16(kh[d]);
         vd[d] = Fp32ToFp16(vh[d]);
       }
     } else {
-      float* kd = const_cast<float*>(static_cast<const float*>(view.k)) + off;
-      float* vd = const_cast<float*>(static_cast<const float*>(view.v)) + off;
+      float* kd = storage_f32_.data() + base + off;
+      float* vd = storage_f32_.data() + base + layer_elems_ + off;
       for (int32_t d = 0; d < head_dim_; ++d) {
         kd[d] = kh[d];
         vd[d] = vh[d];
