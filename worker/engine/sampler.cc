@@ -48,6 +48,11 @@ void Sampler::Accept(int32_t token) {
 int32_t Sampler::Sample(std::span<const float> logits) {
   const int32_t vocab = static_cast<int32_t>(logits.size());
   work_.assign(logits.begin(), logits.end());
+  // A NaN logit (from broken weights) must not poison the sort order or the
+  // distribution: it becomes impossible instead.
+  for (float& l : work_) {
+    if (std::isnan(l)) l = -std::numeric_limits<float>::infinity();
+  }
 
   const float rep = options_.repetition_penalty;
   if (rep != 0 && rep != 1) {
@@ -64,7 +69,10 @@ int32_t Sampler::Sample(std::span<const float> logits) {
   }
 
   int32_t chosen;
-  if (options_.temperature <= 0) {
+  // Below this temperature the distribution is a point mass in all but
+  // rounding, and 1/temperature would overflow (as vLLM treats it).
+  constexpr float kGreedyTemperature = 1e-5f;
+  if (options_.temperature < kGreedyTemperature) {
     chosen = ArgMax(work_);
   } else {
     const float inv_t = 1.0f / options_.temperature;
@@ -83,6 +91,7 @@ int32_t Sampler::Sample(std::span<const float> logits) {
     }
     float max_logit = -std::numeric_limits<float>::infinity();
     for (const auto& c : candidates_) max_logit = std::max(max_logit, c.first);
+    if (!std::isfinite(max_logit)) max_logit = 0;  // all -inf: probabilities all 0
     // Probabilities relative to the most likely candidate (which has 1).
     probs_.resize(candidates_.size());
     for (size_t i = 0; i < candidates_.size(); ++i) {
@@ -117,14 +126,19 @@ int32_t Sampler::Sample(std::span<const float> logits) {
     }
     double total = 0;
     for (double p : probs_) total += p;
-    const double u = Uniform(rng_) * total;
-    double cum = 0;
-    chosen = candidates_.back().second;
-    for (size_t i = 0; i < probs_.size(); ++i) {
-      cum += probs_[i];
-      if (u < cum) {
-        chosen = candidates_[i].second;
-        break;
+    if (probs_.empty() || !(total > 0) || !std::isfinite(total)) {
+      // Nothing left to draw from (every logit -inf): fall back to argmax.
+      chosen = ArgMax(work_);
+    } else {
+      const double u = Uniform(rng_) * total;
+      double cum = 0;
+      chosen = candidates_.back().second;
+      for (size_t i = 0; i < probs_.size(); ++i) {
+        cum += probs_[i];
+        if (u < cum) {
+          chosen = candidates_[i].second;
+          break;
+        }
       }
     }
   }
@@ -147,6 +161,9 @@ std::vector<TokenLogprobValue> TopLogprobs(std::span<const float> logits, int32_
 }
 
 float TokenLogprob(std::span<const float> logits, int32_t token) {
+  if (token < 0 || static_cast<size_t>(token) >= logits.size()) {
+    return -std::numeric_limits<float>::infinity();
+  }
   return static_cast<float>(logits[token] - LogSumExp(logits));
 }
 

@@ -1,6 +1,7 @@
 #include "worker/engine/sampler.h"
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <vector>
 
@@ -107,6 +108,38 @@ TEST(SamplerTest, TopKTopPAndMinPRestrictTheCandidates) {
   h = Histogram(o, logits, 5000);
   EXPECT_EQ(h.count(3), 0u);
   EXPECT_GT(h[2], 0);
+}
+
+TEST(SamplerTest, TinyTemperatureIsGreedy) {
+  SamplingOptions o;
+  o.temperature = 1e-38f;
+  o.min_p = 0.1f;
+  o.seed = 1;
+  Sampler s(o, {});
+  EXPECT_EQ(s.Sample(Logits()), 1);
+}
+
+TEST(SamplerTest, NonFiniteLogitsNeverWin) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> with_nan = {nan, 0.5f, nan, 2.0f, nan};
+  for (float t : {0.0f, 1.0f}) {
+    SamplingOptions o;
+    o.temperature = t;
+    o.top_p = 0.9f;
+    o.min_p = 0.05f;
+    o.seed = 5;
+    Sampler s(o, {});
+    for (int i = 0; i < 20; ++i) {
+      const int32_t tok = s.Sample(with_nan);
+      EXPECT_TRUE(tok == 1 || tok == 3) << tok;
+    }
+    // Every logit -inf: a token is still returned, in range.
+    Sampler all(o, {});
+    const int32_t tok = all.Sample(std::vector<float>(4, -inf));
+    EXPECT_GE(tok, 0);
+    EXPECT_LT(tok, 4);
+  }
 }
 
 TEST(SamplerTest, TopLogprobsAreNormalised) {
