@@ -7,8 +7,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include "common/strings.h"
 
@@ -57,14 +57,23 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
 MappedFile::~MappedFile() { ::munmap(const_cast<uint8_t*>(data_), size_); }
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(StrCat(path, ": cannot open: ", std::strerror(errno)));
+  // Configs, tokenizers and templates are megabytes at most; a larger file is
+  // not what the caller expects and is not read into memory.
+  constexpr uintmax_t kMaxBytes = 1ull << 30;
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  if (ec) return absl::NotFoundError(StrCat(path, ": cannot read: ", ec.message()));
+  if (size > kMaxBytes) {
+    return absl::InvalidArgumentError(StrCat(path, ": file of ", size, " bytes is too large"));
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::InternalError(StrCat(path, ": read error"));
-  return ss.str();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(StrCat(path, ": cannot open"));
+  std::string out(static_cast<size_t>(size), '\0');
+  in.read(out.data(), static_cast<std::streamsize>(size));
+  if (static_cast<uintmax_t>(in.gcount()) != size) {
+    return absl::InternalError(StrCat(path, ": read error"));
+  }
+  return out;
 }
 
 }  // namespace tokenfab

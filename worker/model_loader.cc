@@ -47,7 +47,7 @@ absl::Status LoadGguf(const std::string& path, const ModelLoadOptions& options, 
 // The chat template of a Hugging Face folder: chat_template.jinja, else
 // tokenizer_config.json's "chat_template" (a string, or a list of named
 // templates of which "default" is used).
-absl::StatusOr<std::string> HfChatTemplate(const fs::path& dir) {
+absl::StatusOr<std::string> HfChatTemplateUnchecked(const fs::path& dir) {
   std::error_code ec;
   if (fs::exists(dir / "chat_template.jinja", ec)) {
     return ReadFileToString((dir / "chat_template.jinja").string());
@@ -72,6 +72,15 @@ absl::StatusOr<std::string> HfChatTemplate(const fs::path& dir) {
   }
   return absl::InvalidArgumentError(
       StrCat(cfg.string(), ": 'chat_template' is neither a string nor a list with a 'default'"));
+}
+
+absl::StatusOr<std::string> HfChatTemplate(const fs::path& dir) {
+  try {
+    return HfChatTemplateUnchecked(dir);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(
+        StrCat((dir / "tokenizer_config.json").string(), ": unexpected value type: ", e.what()));
+  }
 }
 
 absl::Status LoadHf(const std::string& path, const ModelLoadOptions& options, LoadedModel* m) {

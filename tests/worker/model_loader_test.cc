@@ -89,6 +89,28 @@ TEST_F(BrokenFolderTest, MissingTensorIsNamed) {
   EXPECT_THAT(m.status().message(), HasSubstr("model.layers.2.input_layernorm.weight' is missing"));
 }
 
+TEST_F(BrokenFolderTest, WrongJsonTypesAreErrorsNotCrashes) {
+  for (const auto& [key, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+           {"tie_word_embeddings", 1}, {"rope_parameters", {{"rope_theta", "big"}}}, {"mlp_bias", "no"},
+           {"rope_scaling", {{"rope_type", 3}}}}) {
+    SCOPED_TRACE(key);
+    nlohmann::json cfg = ReadJson("config.json");
+    const nlohmann::json saved = cfg;
+    cfg[key] = value;
+    WriteJson("config.json", cfg);
+    auto m = LoadModel(dir_.string());
+    ASSERT_FALSE(m.ok());
+    EXPECT_THAT(m.status().message(), HasSubstr("config.json"));
+    WriteJson("config.json", saved);
+  }
+  nlohmann::json tc = ReadJson("tokenizer_config.json");
+  tc["chat_template"] = nlohmann::json::array({{{"name", 5}, {"template", "x"}}});
+  WriteJson("tokenizer_config.json", tc);
+  auto m = LoadModel(dir_.string());
+  ASSERT_FALSE(m.ok());
+  EXPECT_THAT(m.status().message(), HasSubstr("tokenizer_config.json"));
+}
+
 TEST(ModelLoaderTest, MissingPathIsNotFound) {
   auto m = LoadModel("/nonexistent/model");
   ASSERT_FALSE(m.ok());

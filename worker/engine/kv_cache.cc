@@ -1,5 +1,10 @@
 #include "worker/engine/kv_cache.h"
 
+#include <unistd.h>
+
+#include <limits>
+#include <new>
+
 #include "common/half.h"
 #include "common/strings.h"
 
@@ -16,14 +21,27 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& conf
     return absl::InvalidArgumentError(StrCat("KV cache needs at least one block, got ",
                                              options.num_blocks));
   }
-  const uint64_t bytes = BytesPerBlock(config, options.dtype) * options.num_blocks;
-  // Fail with a message instead of an out-of-memory kill for absurd requests.
-  constexpr uint64_t kMaxBytes = 1ull << 40;
-  if (bytes > kMaxBytes) {
-    return absl::ResourceExhaustedError(StrCat("KV cache of ", options.num_blocks, " blocks needs ",
-                                               bytes >> 20, " MiB, over the 1 TiB limit"));
+  const uint64_t per_block = BytesPerBlock(config, options.dtype);
+  const uint64_t blocks = static_cast<uint64_t>(options.num_blocks);
+  const long pages = ::sysconf(_SC_PHYS_PAGES);
+  const long page_size = ::sysconf(_SC_PAGESIZE);
+  const uint64_t physical =
+      pages > 0 && page_size > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size)
+                                 : std::numeric_limits<uint64_t>::max();
+  // Refuse what cannot fit in this machine's memory with a message, instead of
+  // dying in the allocator (or later, under the OOM killer).
+  if (per_block > physical / blocks) {
+    return absl::ResourceExhaustedError(
+        StrCat("a KV cache of ", options.num_blocks, " blocks (", options.num_blocks * 16,
+               " tokens) needs ", per_block / 1024 * blocks / 1024, " MiB but this machine has ",
+               physical >> 20, " MiB of memory; ask for fewer tokens or use an f16 cache"));
   }
-  return std::unique_ptr<KvCache>(new KvCache(config, options));
+  try {
+    return std::unique_ptr<KvCache>(new KvCache(config, options));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError(StrCat("cannot allocate a KV cache of ",
+                                               per_block * blocks >> 20, " MiB"));
+  }
 }
 
 KvCache::KvCache(const ModelConfig& config, const KvCacheOptions& options)

@@ -16,6 +16,10 @@ constexpr uint32_t kMaxDims = 4;
 // Generous bounds that no real file reaches; they keep a hostile header from
 // making us loop or allocate for a long time before the byte checks fail.
 constexpr uint64_t kMaxStringBytes = 1ull << 30;
+// Decoded metadata takes more memory than its encoding (a one-byte integer
+// becomes an int64, an empty string a std::string), so it gets a budget of
+// its own; the largest real vocabularies (256K tokens and merges) need ~30 MiB.
+constexpr uint64_t kMaxDecodedMetadataBytes = 256ull << 20;
 
 const char* ValueTypeName(GgufValueType t) {
   switch (t) {
@@ -94,6 +98,16 @@ class Reader {
     return absl::OkStatus();
   }
 
+  // Accounts for `bytes` of decoded metadata (of array `key`) against the budget.
+  absl::Status Charge(uint64_t bytes, std::string_view key) {
+    if (bytes > kMaxDecodedMetadataBytes - decoded_) {
+      return Error(StrCat("metadata array '", key, "' would take more than ",
+                          kMaxDecodedMetadataBytes >> 20, " MiB of memory once decoded"));
+    }
+    decoded_ += bytes;
+    return absl::OkStatus();
+  }
+
   absl::Status Seek(uint64_t pos) {
     if (pos > size_) return Error("offset past end of file");
     pos_ = pos;
@@ -105,6 +119,7 @@ class Reader {
   const uint8_t* data_;
   uint64_t size_;
   uint64_t pos_ = 0;
+  uint64_t decoded_ = 0;
 };
 
 absl::Status ReadScalar(Reader& r, GgufValueType type, GgufValue* v, std::string_view what) {
@@ -166,12 +181,16 @@ absl::Status ReadValue(Reader& r, GgufValue* v, const std::string& key) {
                                 ValueTypeName(v->array_type), " but only ", r.remaining(),
                                 " bytes remain"));
   }
+  const uint64_t per_element =
+      v->array_type == GgufValueType::kString ? sizeof(std::string) : sizeof(int64_t);
+  RETURN_IF_ERROR(r.Charge(count * per_element, key));
   GgufValue elem;
   const std::string what = StrCat("element of '", key, "'");
   if (v->array_type == GgufValueType::kString) {
     v->strings.reserve(count);
     for (uint64_t i = 0; i < count; ++i) {
       RETURN_IF_ERROR(r.ReadString(&elem.string_value, what));
+      RETURN_IF_ERROR(r.Charge(elem.string_value.size(), key));
       v->strings.push_back(std::move(elem.string_value));
     }
   } else if (v->array_type == GgufValueType::kFloat32 || v->array_type == GgufValueType::kFloat64) {

@@ -172,7 +172,8 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& gguf,
     for (float& f : c.rope_inv_freq) f = static_cast<float>(f / factor);
   } else if (scaling != "none") {
     return absl::InvalidArgumentError(
-        StrCat(src, ": rope scaling '", scaling, "' is not supported (supported: linear, llama3)"));
+        StrCat(src, ": rope scaling '", scaling,
+               "' is not supported (supported: linear; llama3 scaling comes as rope_freqs.weight)"));
   }
   if (!rope_freq_factors.empty()) {
     if (static_cast<int32_t>(rope_freq_factors.size()) != c.head_dim / 2) {
@@ -188,8 +189,9 @@ absl::StatusOr<ModelConfig> ModelConfigFromGguf(const GgufFile& gguf,
   return c;
 }
 
-absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const nlohmann::json& j,
-                                                  const std::string& src) {
+namespace {
+
+absl::StatusOr<ModelConfig> ParseHfConfig(const nlohmann::json& j, const std::string& src) {
   if (!j.is_object()) return absl::InvalidArgumentError(StrCat(src, ": not a JSON object"));
   auto get_int = [&](const char* key, int64_t lo, int64_t hi) -> absl::StatusOr<int32_t> {
     auto it = j.find(key);
@@ -289,7 +291,7 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const nlohmann::json& j,
       ASSIGN_OR_RETURN(double low, get_float(*rs, "low_freq_factor", 1.0));
       ASSIGN_OR_RETURN(double high, get_float(*rs, "high_freq_factor", 4.0));
       ASSIGN_OR_RETURN(double orig, get_float(*rs, "original_max_position_embeddings", 8192));
-      if (!(factor > 0) || !(low > 0) || !(high > low) || !(orig >= 1)) {
+      if (!(factor > 0) || !(low > 0) || !(high > low) || !(orig >= 1) || !(orig <= kMaxContext)) {
         return absl::InvalidArgumentError(StrCat(src, ": invalid llama3 rope_scaling"));
       }
       s.factor = static_cast<float>(factor);
@@ -310,6 +312,19 @@ absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const nlohmann::json& j,
   }
   RETURN_IF_ERROR(c.Validate(src));
   return c;
+}
+
+}  // namespace
+
+absl::StatusOr<ModelConfig> ModelConfigFromHfJson(const nlohmann::json& config,
+                                                  const std::string& source) {
+  // A field of an unexpected JSON type (e.g. "tie_word_embeddings": 1) makes
+  // nlohmann throw; it is bad input like any other.
+  try {
+    return ParseHfConfig(config, source);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(StrCat(source, ": unexpected value type: ", e.what()));
+  }
 }
 
 }  // namespace tokenfab

@@ -18,54 +18,57 @@ struct RawTensor {
   std::vector<int64_t> shape;  // outermost first (rows, cols)
   const uint8_t* data;
   uint64_t n_bytes;
+  std::string file;  // the file (or shard) holding it, for errors
 };
 
-absl::Status ShapeError(const std::string& source, const RawTensor& t, int64_t rows, int64_t cols) {
+absl::Status ShapeError(const RawTensor& t, int64_t rows, int64_t cols) {
   std::string got;
   for (size_t i = 0; i < t.shape.size(); ++i) StrAppend(&got, i ? " x " : "", t.shape[i]);
-  return absl::InvalidArgumentError(StrCat(source, ": tensor '", t.name, "' has shape [", got,
+  return absl::InvalidArgumentError(StrCat(t.file, ": tensor '", t.name, "' has shape [", got,
                                            "], expected [", rows, " x ", cols, "]"));
 }
 
-absl::StatusOr<WeightMatrix> ToMatrix(const std::string& source, const RawTensor& t, int64_t rows,
-                                      int64_t cols) {
+absl::StatusOr<WeightMatrix> ToMatrix(const RawTensor& t, int64_t rows, int64_t cols) {
   if (t.shape.size() != 2 || t.shape[0] != rows || t.shape[1] != cols) {
-    return ShapeError(source, t, rows, cols);
+    return ShapeError(t, rows, cols);
   }
   auto row_bytes = RowBytes(t.type, cols);
   if (!row_bytes || *row_bytes * static_cast<uint64_t>(rows) != t.n_bytes) {
-    return absl::InvalidArgumentError(StrCat(source, ": tensor '", t.name, "' holds ", t.n_bytes,
+    return absl::InvalidArgumentError(StrCat(t.file, ": tensor '", t.name, "' holds ", t.n_bytes,
                                              " bytes, which does not match its shape and type ",
                                              Traits(t.type).name));
+  }
+  // The float kernels load F32 rows as floats; keep them aligned (real files
+  // align tensor data to 32 bytes).
+  if (t.type == DType::kF32 && reinterpret_cast<uintptr_t>(t.data) % alignof(float) != 0) {
+    return absl::InvalidArgumentError(
+        StrCat(t.file, ": F32 tensor '", t.name, "' is not 4-byte aligned in the file"));
   }
   return WeightMatrix{t.type, rows, cols, *row_bytes, t.data};
 }
 
-absl::StatusOr<std::vector<float>> ToVector(const std::string& source, const RawTensor& t,
-                                            int64_t n) {
-  if (t.shape.size() != 1 || t.shape[0] != n) return ShapeError(source, t, 1, n);
-  std::vector<float> out(n);
-  switch (t.type) {
-    case DType::kF32:
-      if (t.n_bytes != static_cast<uint64_t>(n) * 4) break;
-      std::memcpy(out.data(), t.data, n * 4);
-      return out;
-    case DType::kF16:
-    case DType::kBF16: {
-      if (t.n_bytes != static_cast<uint64_t>(n) * 2) break;
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, t.data + 2 * i, 2);
-        out[i] = t.type == DType::kF16 ? Fp16ToFp32(h) : Bf16ToFp32(h);
-      }
-      return out;
-    }
-    default:
-      return absl::InvalidArgumentError(StrCat(source, ": vector tensor '", t.name,
-                                               "' must be F32, F16 or BF16, not ",
-                                               Traits(t.type).name));
+absl::StatusOr<std::vector<float>> ToVector(const RawTensor& t, int64_t n) {
+  if (t.shape.size() != 1 || t.shape[0] != n) return ShapeError(t, 1, n);
+  if (t.type != DType::kF32 && t.type != DType::kF16 && t.type != DType::kBF16) {
+    return absl::InvalidArgumentError(StrCat(t.file, ": vector tensor '", t.name,
+                                             "' must be F32, F16 or BF16, not ",
+                                             Traits(t.type).name));
   }
-  return absl::InvalidArgumentError(StrCat(source, ": tensor '", t.name, "' has the wrong size"));
+  const uint64_t elem = t.type == DType::kF32 ? 4 : 2;
+  if (t.n_bytes != static_cast<uint64_t>(n) * elem) {
+    return absl::InvalidArgumentError(StrCat(t.file, ": tensor '", t.name, "' has the wrong size"));
+  }
+  std::vector<float> out(n);
+  if (t.type == DType::kF32) {
+    std::memcpy(out.data(), t.data, n * 4);
+    return out;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, t.data + 2 * i, 2);
+    out[i] = t.type == DType::kF16 ? Fp16ToFp32(h) : Bf16ToFp32(h);
+  }
+  return out;
 }
 
 // Looks tensors up by name in one format; the assembly below is shared.
@@ -83,7 +86,7 @@ class GgufSource : public TensorSource {
   absl::StatusOr<RawTensor> Get(const std::string& name) const override {
     const GgufTensor* t = f_.FindTensor(name);
     if (!t) return absl::NotFoundError(StrCat(f_.path(), ": tensor '", name, "' is missing"));
-    RawTensor r{t->name, t->type, {}, t->data, t->n_bytes};
+    RawTensor r{t->name, t->type, {}, t->data, t->n_bytes, f_.path()};
     for (int d = t->n_dims - 1; d >= 0; --d) r.shape.push_back(t->ne[d]);  // ne[0] is innermost
     return r;
   }
@@ -111,7 +114,7 @@ class SafetensorsSource : public TensorSource {
       return absl::InvalidArgumentError(StrCat(*t->file, ": tensor '", name, "' has dtype ",
                                                t->dtype, " (supported: F32, F16, BF16)"));
     }
-    return RawTensor{t->name, type, t->shape, t->data, t->n_bytes};
+    return RawTensor{t->name, type, t->shape, t->data, t->n_bytes, *t->file};
   }
 
  private:
@@ -148,15 +151,15 @@ std::string HfLayerName(int i, std::string_view part) {
 }
 
 absl::StatusOr<ModelWeights> Assemble(const TensorSource& src, const TensorNames& names,
-                                      const ModelConfig& c, const std::string& source) {
+                                      const ModelConfig& c) {
   auto matrix = [&](const std::string& name, int64_t rows,
                     int64_t cols) -> absl::StatusOr<WeightMatrix> {
     ASSIGN_OR_RETURN(RawTensor t, src.Get(name));
-    return ToMatrix(source, t, rows, cols);
+    return ToMatrix(t, rows, cols);
   };
   auto vec = [&](const std::string& name, int64_t n) -> absl::StatusOr<std::vector<float>> {
     ASSIGN_OR_RETURN(RawTensor t, src.Get(name));
-    return ToVector(source, t, n);
+    return ToVector(t, n);
   };
   ModelWeights w;
   ASSIGN_OR_RETURN(w.token_embedding, matrix(names.embedding, c.vocab_size, c.hidden_size));
@@ -193,7 +196,7 @@ absl::StatusOr<ModelWeights> Assemble(const TensorSource& src, const TensorNames
 absl::StatusOr<ModelWeights> WeightsFromGguf(const GgufFile& gguf, const ModelConfig& config) {
   GgufSource src(gguf);
   TensorNames names{"token_embd.weight", "output_norm.weight", "output.weight", &GgufLayerName};
-  return Assemble(src, names, config, gguf.path());
+  return Assemble(src, names, config);
 }
 
 absl::StatusOr<ModelWeights> WeightsFromSafetensors(const SafetensorsCheckpoint& ckpt,
@@ -202,7 +205,7 @@ absl::StatusOr<ModelWeights> WeightsFromSafetensors(const SafetensorsCheckpoint&
   SafetensorsSource src(ckpt, source);
   TensorNames names{"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight",
                     &HfLayerName};
-  return Assemble(src, names, config, source);
+  return Assemble(src, names, config);
 }
 
 absl::StatusOr<std::vector<float>> RopeFreqFactorsFromGguf(const GgufFile& gguf) {
@@ -213,7 +216,7 @@ absl::StatusOr<std::vector<float>> RopeFreqFactorsFromGguf(const GgufFile& gguf)
   }
   GgufSource src(gguf);
   ASSIGN_OR_RETURN(RawTensor raw, src.Get("rope_freqs.weight"));
-  return ToVector(gguf.path(), raw, t->ne[0]);
+  return ToVector(raw, t->ne[0]);
 }
 
 }  // namespace tokenfab

@@ -75,7 +75,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> SafetensorsCheckpoint::Op
     }
     for (const std::string& f : shards) RETURN_IF_ERROR(ckpt->AddFile((root / f).string()));
     for (const auto& [name, file] : j["weight_map"].items()) {
-      if (!ckpt->Find(name)) {
+      const SafetensorsTensor* t = ckpt->Find(name);
+      const std::string shard = (root / file.get<std::string>()).string();
+      if (!t || *t->file != shard) {
         return absl::InvalidArgumentError(StrCat(index.string(), ": tensor '", name,
                                                  "' is listed but not in ", file.get<std::string>()));
       }

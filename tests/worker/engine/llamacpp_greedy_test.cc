@@ -13,7 +13,7 @@
 #include "tests/test_paths.h"
 #include "worker/chat/chat_template.h"
 #include "worker/engine/cpu_backend.h"
-#include "worker/model/model_loader.h"
+#include "worker/model_loader.h"
 
 namespace tokenfab {
 namespace {

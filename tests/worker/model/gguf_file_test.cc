@@ -200,6 +200,19 @@ std::vector<HostileCase> HostileCases() {
   return cases;
 }
 
+// A file of 40 MiB holding one array of 40M one-byte integers would decode
+// to 320 MiB: refused by the metadata budget, not by the allocator.
+TEST(GgufFileTest, MetadataArraysHaveAMemoryBudget) {
+  GgufBuilder b;
+  const uint64_t n = 40ull << 20;
+  b.Header(0, 1).Str("huge").U32(9).U32(0).U64(n);
+  std::vector<uint8_t> zeros(n);
+  b.Raw(zeros.data(), zeros.size());
+  auto file = GgufFile::Open(b.WriteTemp("huge-array.gguf"));
+  ASSERT_FALSE(file.ok());
+  EXPECT_THAT(file.status().message(), HasSubstr("'huge' would take more than 256 MiB"));
+}
+
 TEST(GgufFileTest, HostileFilesGiveClearErrors) {
   for (const HostileCase& c : HostileCases()) {
     SCOPED_TRACE(c.name);
