@@ -33,16 +33,21 @@ absl::Status CheckSampling(const v1::SamplingParams& s) {
 
 }  // namespace
 
-absl::StatusOr<int32_t> AdmitRequest(const v1::GenerateRequest& request, int32_t prompt_tokens,
-                                     const ModelLimits& limits) {
+absl::Status CheckRequestFields(const v1::GenerateRequest& request) {
   if (auto st = CheckSampling(request.sampling()); !st.ok()) return st;
   if (request.max_tokens() < 0) {
     return Invalid("max_tokens", StrCat("must be >= 0, got ", request.max_tokens()));
   }
   if (request.logprobs() < 0 || request.logprobs() > kMaxLogprobs) {
     return Invalid("logprobs", StrCat("must be between 0 and ", kMaxLogprobs, ", got ",
-                                            request.logprobs()));
+                                      request.logprobs()));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int32_t> AdmitRequest(const v1::GenerateRequest& request, int32_t prompt_tokens,
+                                     const ModelLimits& limits) {
+  if (auto st = CheckRequestFields(request); !st.ok()) return st;
   for (int32_t id : request.stop_token_ids()) {
     if (id < 0 || id >= limits.vocab_size) {
       return Invalid("stop_token_ids", StrCat("contains ", id, ", outside the vocabulary of ",

@@ -19,6 +19,9 @@ struct ModelLimits {
 // Largest top-n logprobs a request may ask for (as the OpenAI API).
 inline constexpr int32_t kMaxLogprobs = 20;
 
+// The checks that need no model: sampling ranges, max_tokens >= 0, logprobs.
+absl::Status CheckRequestFields(const v1::GenerateRequest& request);
+
 // Checks `request` (sampling ranges, stop token ids, prompt ids) and the
 // tokenized prompt length against `limits`. Returns the number of tokens the
 // request may generate: max_tokens, or what is left of the context when

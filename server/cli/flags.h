@@ -1,7 +1,8 @@
 // Per-subcommand command-line flags. Each subcommand declares its flags into
 // its own options struct, so a flag of `generate` given to `tokenize` is an
 // error rather than silently ignored (one global flag namespace would accept it).
-// Accepts `--name=value` and `--name value`; booleans also as bare `--name`.
+// Accepts `--name=value` and `--name value`; booleans as bare `--name` or
+// `--name=true|false` (a bare boolean never takes the next argument).
 #ifndef TOKENFAB_SERVER_CLI_FLAGS_H_
 #define TOKENFAB_SERVER_CLI_FLAGS_H_
 

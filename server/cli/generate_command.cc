@@ -5,6 +5,7 @@
 //
 // With --print-token-ids the last stdout line is `token_ids: <ids>` of the
 // generated tokens. Timing goes to stderr so stdout stays the completion.
+#include <algorithm>
 #include <cstdio>
 
 #include "common/strings.h"
@@ -21,6 +22,8 @@
 namespace tokenfab {
 namespace {
 
+constexpr int32_t kMaxThreads = 1024;
+
 struct GenerateFlags {
   std::string model;
   std::string prompt;
@@ -35,7 +38,7 @@ struct GenerateFlags {
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
   std::optional<uint64_t> seed;
-  int32_t threads = HardwareThreads();
+  int32_t threads = std::min(HardwareThreads(), kMaxThreads);
   bool print_token_ids = false;
   bool ignore_eos = false;
   std::string kv_cache_type = "f16";
@@ -73,10 +76,20 @@ int RunGenerate(const std::vector<std::string>& args) {
   flags.AddInt("prefill-chunk", &f.prefill_chunk, "prompt tokens per forward step (default 512)");
   if (int rc = ParseFlagsOrExit(flags, "generate", args); rc >= 0) return rc;
 
+  // Every flag value is checked before the (possibly slow) model load; a bad
+  // value is a usage error.
+  auto usage_error = [](const absl::Status& s) {
+    ReportError("generate", s);
+    return kExitUsage;
+  };
   auto kv_type = ParseKvType(f.kv_cache_type);
-  if (!kv_type.ok()) return ReportError("generate", kv_type.status());
+  if (!kv_type.ok()) return usage_error(kv_type.status());
   if (f.prefill_chunk < 1) {
-    return ReportError("generate", absl::InvalidArgumentError("--prefill-chunk must be positive"));
+    return usage_error(absl::InvalidArgumentError("--prefill-chunk must be positive"));
+  }
+  if (f.threads < 1 || f.threads > kMaxThreads) {
+    return usage_error(absl::InvalidArgumentError(
+        StrCat("--threads must be between 1 and ", kMaxThreads, ", got ", f.threads)));
   }
 
   v1::GenerateRequest request;
@@ -90,13 +103,13 @@ int RunGenerate(const std::vector<std::string>& args) {
     m->set_role("user");
     m->set_content(f.prompt);
   } else if (!f.system.empty()) {
-    return ReportError("generate", absl::InvalidArgumentError("--system needs --chat"));
+    return usage_error(absl::InvalidArgumentError("--system needs --chat"));
   } else {
     request.set_prompt(f.prompt);
   }
   if (f.max_tokens <= 0) {
-    return ReportError("generate", absl::InvalidArgumentError(
-                                       StrCat("--max-tokens must be positive, got ", f.max_tokens)));
+    return usage_error(
+        absl::InvalidArgumentError(StrCat("--max-tokens must be positive, got ", f.max_tokens)));
   }
   request.set_max_tokens(f.max_tokens);
   v1::SamplingParams* s = request.mutable_sampling();
@@ -108,6 +121,7 @@ int RunGenerate(const std::vector<std::string>& args) {
   s->set_presence_penalty(f.presence_penalty);
   s->set_frequency_penalty(f.frequency_penalty);
   if (f.seed) s->set_seed(*f.seed);
+  if (absl::Status st = CheckRequestFields(request); !st.ok()) return usage_error(st);
 
   auto loaded = LoadModel(f.model);
   if (!loaded.ok()) return ReportError("generate", loaded.status());
@@ -167,7 +181,10 @@ int RunGenerate(const std::vector<std::string>& args) {
                prompt->size(), result->prefill_seconds,
                prompt->size() / std::max(result->prefill_seconds, 1e-9), n,
                n > 1 ? (n - 1) / std::max(result->decode_seconds, 1e-9) : 0.0,
-               result->finish == FinishReason::kStop ? "stop" : "length", f.threads);
+               result->finish == FinishReason::kStop     ? "stop"
+               : result->finish == FinishReason::kLength ? "length"
+                                                         : "cancelled",
+               f.threads);
   return 0;
 }
 

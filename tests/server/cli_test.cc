@@ -141,6 +141,23 @@ TEST_F(CliTest, BadInputIsAOneLineError) {
                      "the file may be truncated");
 }
 
+// Exit 2 for a bad command line (checked before the model loads), 1 for a
+// command that failed.
+TEST_F(CliTest, ExitCodesSeparateUsageFromFailure) {
+  const std::vector<std::vector<std::string>> usage = {
+      {"--max-tokens", "0"}, {"--top-p", "2"},          {"--threads", "0"},
+      {"--temperature", "-1"}, {"--kv-cache-type", "f8"}, {"--bogus"},
+  };
+  for (const auto& extra : usage) {
+    std::vector<std::string> args = {"generate", "--model", "/nonexistent.gguf", "--prompt", "x"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ProcessResult r = Tokenfab(args);
+    EXPECT_EQ(r.exit_code, 2) << extra[0] << ": " << r.err;
+    EXPECT_EQ(Lines(r.err).size(), 1u) << r.err;
+  }
+  EXPECT_EQ(Tokenfab({"generate", "--model", "/nonexistent.gguf", "--prompt", "x"}).exit_code, 1);
+}
+
 TEST_F(CliTest, HelpExitsZero) {
   ProcessResult r = Tokenfab({"generate", "--help"});
   EXPECT_EQ(r.exit_code, 0);
