@@ -1,6 +1,8 @@
 #include "common/thread_pool.h"
 
 #include <algorithm>
+#include <system_error>
+#include <utility>
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -24,9 +26,18 @@ inline void CpuRelax() {
 
 int HardwareThreads() { return std::max(1u, std::thread::hardware_concurrency()); }
 
-ThreadPool::ThreadPool(int num_threads) : num_threads_(std::max(1, num_threads)) {
-  workers_.reserve(num_threads_ - 1);
-  for (int i = 1; i < num_threads_; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+ThreadPool::ThreadPool(int num_threads) {
+  const int wanted = std::max(1, num_threads);
+  workers_.reserve(wanted - 1);
+  for (int i = 1; i < wanted; ++i) {
+    // Where the system refuses another thread, run with the ones it gave.
+    try {
+      workers_.emplace_back([this] { WorkerLoop(); });
+    } catch (const std::system_error&) {
+      break;
+    }
+  }
+  num_threads_ = static_cast<int>(workers_.size()) + 1;
 }
 
 ThreadPool::~ThreadPool() {
@@ -45,10 +56,17 @@ void ThreadPool::WakeSleepers() {
 }
 
 void ThreadPool::RunRanges() {
-  while (true) {
-    const int64_t begin = next_.fetch_add(grain_, std::memory_order_relaxed);
-    if (begin >= n_) return;
-    (*fn_)(begin, std::min(n_, begin + grain_));
+  try {
+    while (true) {
+      const int64_t begin = next_.fetch_add(grain_, std::memory_order_relaxed);
+      if (begin >= n_) return;
+      (*fn_)(begin, std::min(n_, begin + grain_));
+    }
+  } catch (...) {
+    // Keep the first exception for the caller; stop handing out ranges.
+    next_.store(n_);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!error_) error_ = std::current_exception();
   }
 }
 
@@ -99,9 +117,20 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   WakeSleepers();
   RunRanges();
   open_.store(false);
-  // Only workers that joined are waited for; their ranges are in flight.
-  while (active_.load() != 0) CpuRelax();
+  // Only workers that joined are waited for; their ranges are in flight. A
+  // joined worker may have been preempted, so yield after a short spin.
+  for (int spins = 0; active_.load() != 0; ++spins) {
+    if (spins < kSpinIterations) {
+      CpuRelax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   fn_ = nullptr;
+  if (error_) {
+    std::exception_ptr e = std::exchange(error_, nullptr);
+    std::rethrow_exception(e);
+  }
 }
 
 }  // namespace tokenfab

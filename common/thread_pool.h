@@ -18,6 +18,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -27,7 +28,8 @@ namespace tokenfab {
 
 class ThreadPool {
  public:
-  // `num_threads` counts the caller; 1 means everything runs inline.
+  // `num_threads` counts the caller; 1 means everything runs inline. If the
+  // system refuses to start a thread, the pool runs with those it started.
   explicit ThreadPool(int num_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -36,7 +38,8 @@ class ThreadPool {
   int num_threads() const { return num_threads_; }
 
   // Calls fn(begin, end) over disjoint ranges covering [0, n), each at most
-  // `grain` long, and returns when all have run.
+  // `grain` long, and returns when all have run. If fn throws, the remaining
+  // ranges are skipped and the first exception is rethrown here.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
@@ -44,7 +47,7 @@ class ThreadPool {
   void RunRanges();
   void WakeSleepers();
 
-  const int num_threads_;
+  int num_threads_ = 1;
   std::vector<std::thread> workers_;
 
   // The current job, valid while open_ is true.
@@ -63,6 +66,7 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<int> sleepers_{0};
+  std::exception_ptr error_;  // guarded by mu_ while a job runs
 };
 
 // The number of hardware threads, at least 1.

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -51,6 +52,18 @@ TEST(ThreadPoolTest, ManyShortJobs) {
     total += s.load();
   }
   EXPECT_EQ(total, 20000 * 8);
+}
+
+TEST(ThreadPoolTest, RethrowsTheFirstExceptionAndStaysUsable) {
+  ThreadPool pool(2);
+  EXPECT_THROW(pool.ParallelFor(100, 1,
+                                [](int64_t b, int64_t) {
+                                  if (b == 37) throw std::runtime_error("range 37");
+                                }),
+               std::runtime_error);
+  std::atomic<int64_t> n{0};
+  pool.ParallelFor(100, 1, [&](int64_t b, int64_t e) { n += e - b; });
+  EXPECT_EQ(n.load(), 100);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "absl/container/flat_hash_set.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "worker/kernels/attention.h"
@@ -66,6 +67,24 @@ absl::Status CpuBackend::Validate(std::span<const SequenceStep> batch) const {
       if (t < 0 || t >= config_.vocab_size) {
         return absl::InvalidArgumentError(StrCat("token id ", t, " is outside the vocabulary of ",
                                                  config_.vocab_size));
+      }
+    }
+  }
+  // Two new tokens writing the same cache slot (a block listed twice, or a
+  // block shared by two sequences that both write it) would race and corrupt
+  // attention; it is a scheduler bug, caught here.
+  absl::flat_hash_set<int64_t> slots;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const SequenceStep& seq = batch[s];
+    for (size_t i = 0; i < seq.tokens.size(); ++i) {
+      const int64_t pos = seq.start_position + static_cast<int64_t>(i);
+      const int64_t slot =
+          static_cast<int64_t>(seq.block_table[pos / kKvBlockSize]) * kKvBlockSize + pos % kKvBlockSize;
+      if (!slots.insert(slot).second) {
+        return absl::InvalidArgumentError(StrCat("sequence ", s, " writes KV block ",
+                                                 seq.block_table[pos / kKvBlockSize], " slot ",
+                                                 pos % kKvBlockSize, ", which another token of ",
+                                                 "this step also writes"));
       }
     }
   }

@@ -165,6 +165,10 @@ TEST_F(CpuBackendTest, RejectsInvalidBatches) {
       {{ok_tokens, 8190, blocks}, "beyond the context length"},
       {{{}, 0, blocks}, "has no tokens"},
   };
+  // Two sequences writing the same cache slots in one step.
+  SequenceStep clash[2] = {{ok_tokens, 0, blocks}, {ok_tokens, 0, blocks}};
+  EXPECT_THAT(backend->Forward(clash, &r).message(),
+              ::testing::HasSubstr("which another token of this step also writes"));
   for (const Case& c : cases) {
     absl::Status s = backend->Forward({&c.step, 1}, &r);
     EXPECT_THAT(s.message(), ::testing::HasSubstr(c.expected));
