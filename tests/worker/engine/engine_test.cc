@@ -1,0 +1,250 @@
+// The continuous-batching engine on a real (tiny) model: concurrent requests
+// produce exactly what each produces alone, cancellation and preemption free
+// every block, the prefix cache serves repeated prompts, and bad or excess
+// requests are refused.
+#include "worker/engine/engine.h"
+
+#include <random>
+
+#include "absl/synchronization/mutex.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/test_paths.h"
+#include "worker/engine/cpu_backend.h"
+#include "worker/engine/single_sequence.h"
+#include "worker/model/gguf_file.h"
+#include "worker/model/model_config.h"
+#include "worker/model/model_weights.h"
+
+namespace tokenfab {
+namespace {
+
+using internal::v1::WorkerOutput;
+using internal::v1::WorkerRequest;
+
+struct TinyModel {
+  std::unique_ptr<GgufFile> file;
+  ModelConfig config;
+  ModelWeights weights;
+};
+
+const TinyModel& Model() {
+  static const TinyModel* m = [] {
+    auto* t = new TinyModel;
+    t->file = std::move(*GgufFile::Open(testing::TestDataPath("gguf/tiny-llama-mixed.gguf")));
+    t->config = *ModelConfigFromGguf(*t->file, *RopeFreqFactorsFromGguf(*t->file));
+    t->weights = *WeightsFromGguf(*t->file, t->config);
+    return t;
+  }();
+  return *m;
+}
+
+std::unique_ptr<CpuBackend> Backend(int blocks) {
+  CpuBackendOptions o;
+  o.threads = 2;
+  o.num_kv_blocks = blocks;
+  return std::move(*CpuBackend::Create(Model().config, Model().weights, o));
+}
+
+std::vector<int32_t> Prompt(int seed, int n) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> p(n);
+  for (int32_t& t : p) t = static_cast<int32_t>(rng() % 512);
+  return p;
+}
+
+WorkerRequest Request(const std::string& id, const std::vector<int32_t>& prompt, int max_tokens) {
+  WorkerRequest r;
+  r.set_request_id(id);
+  r.mutable_prompt_ids()->Assign(prompt.begin(), prompt.end());
+  r.set_max_tokens(max_tokens);
+  r.mutable_sampling()->set_seed(1);
+  return r;
+}
+
+// Collects every request's outputs; waits for all to finish.
+class Collector {
+ public:
+  Engine::OutputCallback For(const std::string& id) {
+    return [this, id](const WorkerOutput& out) {
+      absl::MutexLock lock(&mu_);
+      Result& r = results_[id];
+      r.tokens.insert(r.tokens.end(), out.token_ids().begin(), out.token_ids().end());
+      if (out.finish() != internal::v1::WORKER_FINISH_NONE) {
+        r.finish = out.finish();
+        r.final = out;
+        ++finished_;
+      }
+      if (on_output_) on_output_(id, out);
+    };
+  }
+  void WaitFor(int n) {
+    absl::MutexLock lock(&mu_);
+    std::pair<int*, int> want(&finished_, n);
+    mu_.Await(absl::Condition(+[](std::pair<int*, int>* p) { return *p->first >= p->second; }, &want));
+  }
+  struct Result {
+    std::vector<int32_t> tokens;
+    internal::v1::WorkerFinish finish = internal::v1::WORKER_FINISH_NONE;
+    WorkerOutput final;
+  };
+  std::map<std::string, Result> results() {
+    absl::MutexLock lock(&mu_);
+    return results_;
+  }
+  std::function<void(const std::string&, const WorkerOutput&)> on_output_;
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, Result> results_;
+  int finished_ = 0;
+};
+
+std::vector<int32_t> Alone(const std::vector<int32_t>& prompt, int max_tokens) {
+  auto backend = Backend(64);
+  SingleSequenceOptions o;
+  o.max_tokens = max_tokens;
+  o.sampling.seed = 1;
+  return RunSingleSequence(*backend, prompt, o, [](int32_t) { return true; })->tokens;
+}
+
+TEST(EngineTest, ConcurrentRequestsGiveWhatEachGivesAlone) {
+  auto backend = Backend(256);
+  Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 8, .max_batched_tokens = 48}});
+  Collector c;
+  for (int i = 0; i < 12; ++i) {
+    const std::string id = "r" + std::to_string(i);
+    ASSERT_TRUE(engine.Submit(Request(id, Prompt(i, 10 + 7 * i), 20), c.For(id)).ok());
+  }
+  c.WaitFor(12);
+  auto results = c.results();
+  for (int i = 0; i < 12; ++i) {
+    const auto& r = results["r" + std::to_string(i)];
+    EXPECT_EQ(r.finish, internal::v1::WORKER_FINISH_LENGTH);
+    EXPECT_EQ(r.tokens, Alone(Prompt(i, 10 + 7 * i), 20)) << "request " << i;
+    EXPECT_EQ(r.final.completion_tokens(), 20);
+    EXPECT_EQ(r.final.prompt_tokens(), 10 + 7 * i);
+  }
+  EXPECT_EQ(engine.Stats().kv_blocks_used, 0);
+}
+
+TEST(EngineTest, CancellingAThirdMidStreamFreesEveryBlock) {
+  auto backend = Backend(512);
+  Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 16, .max_batched_tokens = 64}});
+  Collector c;
+  c.on_output_ = [&](const std::string& id, const WorkerOutput& out) {
+    // Every third request is cancelled as soon as its first token arrives.
+    const int n = std::stoi(id.substr(1));
+    if (n % 3 == 0 && out.finish() == internal::v1::WORKER_FINISH_NONE) engine.Cancel(id);
+  };
+  for (int i = 0; i < 100; ++i) {
+    const std::string id = "r" + std::to_string(i);
+    ASSERT_TRUE(engine.Submit(Request(id, Prompt(100 + i, 20 + i % 30), 12), c.For(id)).ok());
+  }
+  c.WaitFor(100);
+  int cancelled = 0;
+  for (const auto& [id, r] : c.results()) {
+    const int n = std::stoi(id.substr(1));
+    if (n % 3 == 0) {
+      EXPECT_EQ(r.finish, internal::v1::WORKER_FINISH_CANCELLED) << id;
+      EXPECT_LT(r.tokens.size(), 12u) << id;
+      ++cancelled;
+    } else {
+      EXPECT_EQ(r.finish, internal::v1::WORKER_FINISH_LENGTH) << id;
+      EXPECT_EQ(r.tokens.size(), 12u) << id;
+    }
+  }
+  EXPECT_EQ(cancelled, 34);
+  const EngineStats s = engine.Stats();
+  EXPECT_EQ(s.kv_blocks_used, 0);
+  EXPECT_EQ(s.running + s.waiting, 0);
+}
+
+TEST(EngineTest, PreemptedRequestsResumeAndFinishUnchanged) {
+  auto backend = Backend(12);  // far fewer blocks than the requests want together
+  Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 8, .max_batched_tokens = 64}});
+  Collector c;
+  for (int i = 0; i < 6; ++i) {
+    const std::string id = "r" + std::to_string(i);
+    ASSERT_TRUE(engine.Submit(Request(id, Prompt(200 + i, 20), 40), c.For(id)).ok());
+  }
+  c.WaitFor(6);
+  auto results = c.results();
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(results["r" + std::to_string(i)].tokens, Alone(Prompt(200 + i, 20), 40)) << i;
+  }
+  const EngineStats s = engine.Stats();
+  EXPECT_GT(s.preemptions, 0);
+  EXPECT_EQ(s.kv_blocks_used, 0);
+}
+
+TEST(EngineTest, RepeatedPromptIsServedFromThePrefixCache) {
+  auto backend = Backend(64);
+  Engine engine(backend.get(), {});
+  Collector c;
+  const std::vector<int32_t> prompt = Prompt(7, 50);
+  ASSERT_TRUE(engine.Submit(Request("a", prompt, 4), c.For("a")).ok());
+  c.WaitFor(1);
+  ASSERT_TRUE(engine.Submit(Request("b", prompt, 4), c.For("b")).ok());
+  c.WaitFor(2);
+  auto results = c.results();
+  EXPECT_EQ(results["a"].final.cached_tokens(), 0);
+  EXPECT_EQ(results["b"].final.cached_tokens(), 48);  // 3 full blocks of the 50
+  EXPECT_EQ(results["a"].tokens, results["b"].tokens);
+  EXPECT_GT(engine.Stats().prefix_hits, 0);
+}
+
+TEST(EngineTest, RefusesBadAndExcessRequests) {
+  auto backend = Backend(8);
+  Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 1, .max_batched_tokens = 16, .max_queue = 2}});
+  Collector c;
+  auto code = [&](const WorkerRequest& r) { return engine.Submit(r, c.For(r.request_id())).code(); };
+  EXPECT_EQ(code(Request("e", {}, 4)), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(Request("v", {1, 512}, 4)), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(Request("m", {1, 2}, 0)), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(code(Request("c", Prompt(1, 200), 100)), absl::StatusCode::kInvalidArgument);  // > context
+  EXPECT_EQ(code(Request("k", Prompt(1, 100), 60)), absl::StatusCode::kInvalidArgument);  // > 8 blocks
+  ASSERT_TRUE(engine.Submit(Request("q1", Prompt(2, 10), 100), c.For("q1")).ok());
+  EXPECT_EQ(code(Request("q1", Prompt(2, 10), 10)), absl::StatusCode::kAlreadyExists);
+  ASSERT_TRUE(engine.Submit(Request("q2", Prompt(3, 10), 100), c.For("q2")).ok());
+  // One runs, one waits, the queue holds two: at most one more fits.
+  int refused = 0;
+  for (int i = 0; i < 3; ++i) {
+    refused += code(Request("x" + std::to_string(i), Prompt(4, 10), 100)) ==
+               absl::StatusCode::kResourceExhausted;
+  }
+  EXPECT_GE(refused, 1);
+  for (const std::string id : {"q1", "q2", "x0", "x1", "x2"}) engine.Cancel(id);
+}
+
+TEST(EngineTest, APassedDeadlineCancels) {
+  auto backend = Backend(64);
+  Engine engine(backend.get(), {});
+  Collector c;
+  WorkerRequest r = Request("d", Prompt(9, 20), 200);
+  r.set_deadline_unix_ms(1);  // 1970
+  ASSERT_TRUE(engine.Submit(r, c.For("d")).ok());
+  c.WaitFor(1);
+  auto results = c.results();
+  EXPECT_EQ(results["d"].finish, internal::v1::WORKER_FINISH_CANCELLED);
+}
+
+TEST(EngineTest, StopTokenEndsTheRequest) {
+  const std::vector<int32_t> alone = Alone(Prompt(11, 15), 10);
+  auto backend = Backend(64);
+  Engine engine(backend.get(), {});
+  Collector c;
+  WorkerRequest r = Request("s", Prompt(11, 15), 10);
+  r.add_stop_token_ids(alone[3]);
+  ASSERT_TRUE(engine.Submit(r, c.For("s")).ok());
+  c.WaitFor(1);
+  auto results = c.results();
+  const auto& got = results["s"];
+  EXPECT_EQ(got.finish, internal::v1::WORKER_FINISH_STOP_TOKEN);
+  ASSERT_FALSE(got.tokens.empty());
+  EXPECT_EQ(got.tokens.back(), alone[3]);
+  EXPECT_LE(got.tokens.size(), 4u);
+}
+
+}  // namespace
+}  // namespace tokenfab

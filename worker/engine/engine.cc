@@ -1,0 +1,298 @@
+#include "worker/engine/engine.h"
+
+#include <chrono>
+
+#include "common/strings.h"
+#include "worker/engine/kv_cache.h"
+
+namespace tokenfab {
+namespace {
+
+using internal::v1::WorkerFinish;
+using internal::v1::WorkerOutput;
+using internal::v1::WorkerRequest;
+
+constexpr int32_t kMaxLogprobs = 20;
+
+SamplingOptions ToSamplingOptions(const v1::SamplingParams& p) {
+  SamplingOptions o;
+  o.temperature = p.temperature();
+  o.top_k = p.top_k();
+  o.top_p = p.top_p() == 0 ? 1.0f : p.top_p();
+  o.min_p = p.min_p();
+  o.repetition_penalty = p.repetition_penalty() == 0 ? 1.0f : p.repetition_penalty();
+  o.presence_penalty = p.presence_penalty();
+  o.frequency_penalty = p.frequency_penalty();
+  o.seed = p.has_seed() ? p.seed() : 0;
+  return o;
+}
+
+}  // namespace
+
+Engine::Engine(Backend* backend, const EngineOptions& options, KvEventCallback on_kv_events)
+    : backend_(backend),
+      options_(options),
+      on_kv_events_(std::move(on_kv_events)),
+      context_length_(backend->config().context_length),
+      vocab_size_(backend->config().vocab_size),
+      pool_(backend->num_kv_blocks()),
+      scheduler_(options.scheduler, &pool_) {
+  PublishStats();
+  thread_ = std::thread([this] { Loop(); });
+}
+
+Engine::~Engine() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  thread_.join();
+}
+
+absl::Status Engine::Submit(WorkerRequest request, OutputCallback on_output) {
+  const int32_t n = request.prompt_ids_size();
+  if (request.request_id().empty()) return absl::InvalidArgumentError("request_id is empty");
+  if (n == 0) return absl::InvalidArgumentError("the prompt is empty");
+  for (int32_t id : request.prompt_ids()) {
+    if (id < 0 || id >= vocab_size_) {
+      return absl::InvalidArgumentError(
+          StrCat("prompt token ", id, " is outside the vocabulary of ", vocab_size_));
+    }
+  }
+  if (request.max_tokens() <= 0) return absl::InvalidArgumentError("max_tokens must be positive");
+  if (static_cast<int64_t>(n) + request.max_tokens() > context_length_) {
+    return absl::InvalidArgumentError(StrCat("prompt (", n, " tokens) plus max_tokens (",
+                                             request.max_tokens(), ") exceeds the context length ",
+                                             context_length_));
+  }
+  const int64_t blocks = (static_cast<int64_t>(n) + request.max_tokens() + kKvBlockSize - 1) / kKvBlockSize;
+  if (blocks > pool_.num_blocks()) {
+    return absl::InvalidArgumentError(StrCat("the request needs ", blocks, " KV blocks but the ",
+                                             "worker's cache has ", pool_.num_blocks()));
+  }
+  if (request.logprobs() < 0 || request.logprobs() > kMaxLogprobs) {
+    return absl::InvalidArgumentError(StrCat("logprobs must be between 0 and ", kMaxLogprobs));
+  }
+  absl::MutexLock lock(&mu_);
+  if (stop_) return absl::UnavailableError("the engine is shutting down");
+  if (active_ids_.contains(request.request_id())) {
+    return absl::AlreadyExistsError(StrCat("request id '", request.request_id(), "' is in use"));
+  }
+  if (queued_ >= options_.scheduler.max_queue) {
+    return absl::ResourceExhaustedError(
+        StrCat("the queue is full (", options_.scheduler.max_queue, " requests waiting)"));
+  }
+  active_ids_.insert(request.request_id());
+  ++queued_;
+  incoming_.push_back({std::move(request), std::move(on_output)});
+  return absl::OkStatus();
+}
+
+void Engine::Cancel(const std::string& request_id) {
+  absl::MutexLock lock(&mu_);
+  if (active_ids_.contains(request_id)) cancels_.insert(request_id);
+}
+
+EngineStats Engine::Stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
+}
+
+void Engine::Loop() {
+  while (true) {
+    const bool busy = !scheduler_.running().empty() || !scheduler_.waiting().empty();
+    {
+      absl::MutexLock lock(&mu_);
+      if (!busy) {
+        mu_.Await(absl::Condition(
+            +[](Engine* e) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+              return e->stop_ || !e->incoming_.empty() || !e->cancels_.empty();
+            },
+            this));
+      }
+      if (stop_) break;
+    }
+    TakeIncoming();
+    FinishCancelled();
+    Step();
+    Deliver();
+    PublishStats();
+  }
+  // Shutting down: every request still here ends as cancelled.
+  TakeIncoming();
+  std::vector<Sequence*> all;
+  for (const auto& s : scheduler_.running()) all.push_back(s.get());
+  for (const auto& s : scheduler_.waiting()) all.push_back(s.get());
+  for (Sequence* s : all) {
+    WorkerOutput out;
+    Finish(s, internal::v1::WORKER_FINISH_CANCELLED, &out);
+  }
+  Deliver();
+  PublishStats();
+}
+
+void Engine::TakeIncoming() {
+  std::vector<Incoming> incoming;
+  absl::flat_hash_set<std::string> cancels;
+  {
+    absl::MutexLock lock(&mu_);
+    incoming.swap(incoming_);
+    cancels.swap(cancels_);
+  }
+  for (Incoming& in : incoming) {
+    auto seq = std::make_unique<Sequence>();
+    seq->request = std::move(in.request);
+    seq->on_output = std::move(in.on_output);
+    seq->arrival = next_arrival_++;
+    seq->tokens.assign(seq->request.prompt_ids().begin(), seq->request.prompt_ids().end());
+    seq->prompt_len = static_cast<int32_t>(seq->tokens.size());
+    seq->stop_ids.insert(seq->request.stop_token_ids().begin(), seq->request.stop_token_ids().end());
+    seq->sampler = std::make_unique<Sampler>(ToSamplingOptions(seq->request.sampling()), seq->tokens);
+    if (seq->request.deadline_unix_ms() > 0) {
+      seq->deadline = std::chrono::system_clock::time_point(
+          std::chrono::milliseconds(seq->request.deadline_unix_ms()));
+    }
+    Sequence* raw = seq.get();
+    by_id_[raw->request.request_id()] = raw;
+    if (absl::Status s = scheduler_.Add(std::move(seq)); !s.ok()) {
+      // Submit checked the queue, so this is a race with the limit; report it.
+      by_id_.erase(raw->request.request_id());
+      WorkerOutput out;
+      out.set_request_id(raw->request.request_id());
+      out.set_finish(internal::v1::WORKER_FINISH_ERROR);
+      out.set_error(std::string(s.message()));
+      in.on_output(out);
+      absl::MutexLock lock(&mu_);
+      active_ids_.erase(out.request_id());
+    }
+  }
+  for (const std::string& id : cancels) {
+    if (auto it = by_id_.find(id); it != by_id_.end()) it->second->cancelled = true;
+  }
+}
+
+void Engine::FinishCancelled() {
+  const auto now = std::chrono::system_clock::now();
+  std::vector<Sequence*> done;
+  auto check = [&](const std::unique_ptr<Sequence>& s) {
+    if (s->cancelled || now >= s->deadline) done.push_back(s.get());
+  };
+  for (const auto& s : scheduler_.running()) check(s);
+  for (const auto& s : scheduler_.waiting()) check(s);
+  for (Sequence* s : done) {
+    WorkerOutput out;
+    Finish(s, internal::v1::WORKER_FINISH_CANCELLED, &out);
+  }
+}
+
+void Engine::Finish(Sequence* seq, WorkerFinish reason, WorkerOutput* out, const std::string& error) {
+  out->set_request_id(seq->request.request_id());
+  out->set_finish(reason);
+  if (!error.empty()) out->set_error(error);
+  out->set_prompt_tokens(seq->prompt_len);
+  out->set_cached_tokens(seq->cached_tokens);
+  out->set_completion_tokens(seq->generated());
+  by_id_.erase(seq->request.request_id());
+  std::unique_ptr<Sequence> owned = scheduler_.Remove(seq);
+  emits_.push_back({&owned->on_output, std::move(*out)});
+  finished_.push_back(std::move(owned));
+}
+
+bool Engine::Step() {
+  const std::vector<ScheduledSequence> plan = scheduler_.Schedule();
+  if (plan.empty()) return false;
+  std::vector<SequenceStep> steps;
+  steps.reserve(plan.size());
+  int64_t prefill = 0, decode = 0;
+  for (const ScheduledSequence& p : plan) {
+    Sequence* s = p.seq;
+    const bool last = s->num_computed + p.num_tokens == static_cast<int32_t>(s->tokens.size());
+    steps.push_back({std::span<const int32_t>(s->tokens).subspan(s->num_computed, p.num_tokens),
+                     s->num_computed, s->block_table, last ? LogitsMode::kLast : LogitsMode::kNone});
+    if (p.num_tokens == 1 && s->num_computed >= s->prompt_len) {
+      ++decode;
+    } else {
+      prefill += p.num_tokens;
+    }
+  }
+  const absl::Status status = backend_->Forward(steps, &step_result_);
+  if (!status.ok()) {
+    for (const ScheduledSequence& p : plan) {
+      WorkerOutput out;
+      Finish(p.seq, internal::v1::WORKER_FINISH_ERROR, &out, std::string(status.message()));
+    }
+    return true;
+  }
+  for (size_t i = 0; i < plan.size(); ++i) {
+    Sequence* s = plan[i].seq;
+    scheduler_.Computed(s, plan[i].num_tokens);
+    if (step_result_.first_row[i] < 0) continue;
+    const std::span<const float> logits(step_result_.Row(step_result_.first_row[i]),
+                                        static_cast<size_t>(step_result_.vocab_size));
+    const int32_t token = s->sampler->Sample(logits);
+    WorkerOutput out;
+    out.set_request_id(s->request.request_id());
+    out.set_prompt_tokens(s->prompt_len);
+    out.set_cached_tokens(s->cached_tokens);
+    out.add_token_ids(token);
+    if (s->request.logprobs() > 0) {
+      internal::v1::TokenLogprobs* lp = out.add_logprobs();
+      lp->mutable_chosen()->set_token_id(token);
+      lp->mutable_chosen()->set_logprob(TokenLogprob(logits, token));
+      for (const TokenLogprobValue& v : TopLogprobs(logits, s->request.logprobs())) {
+        internal::v1::TokenLogprob* t = lp->add_top();
+        t->set_token_id(v.token);
+        t->set_logprob(v.logprob);
+      }
+    }
+    s->tokens.push_back(token);
+    WorkerFinish finish = internal::v1::WORKER_FINISH_NONE;
+    if (s->stop_ids.contains(token)) {
+      finish = internal::v1::WORKER_FINISH_STOP_TOKEN;
+    } else if (s->generated() >= s->request.max_tokens() ||
+               static_cast<int32_t>(s->tokens.size()) >= context_length_) {
+      finish = internal::v1::WORKER_FINISH_LENGTH;
+    }
+    if (finish != internal::v1::WORKER_FINISH_NONE) {
+      Finish(s, finish, &out);
+    } else {
+      emits_.push_back({&s->on_output, std::move(out)});
+    }
+  }
+  if (on_kv_events_) {
+    std::vector<internal::v1::KvEvent> events = pool_.TakeEvents();
+    if (!events.empty()) on_kv_events_(std::move(events));
+  } else {
+    pool_.TakeEvents();
+  }
+  absl::MutexLock lock(&mu_);
+  ++stats_.steps;
+  stats_.prefill_tokens += prefill;
+  stats_.decode_tokens += decode;
+  return true;
+}
+
+void Engine::Deliver() {
+  if (!finished_.empty()) {
+    absl::MutexLock lock(&mu_);
+    for (const auto& s : finished_) active_ids_.erase(s->request.request_id());
+  }
+  for (Emit& e : emits_) (*e.callback)(e.output);
+  emits_.clear();
+  finished_.clear();
+}
+
+void Engine::PublishStats() {
+  absl::MutexLock lock(&mu_);
+  stats_.running = static_cast<int32_t>(scheduler_.running().size());
+  stats_.waiting = static_cast<int32_t>(scheduler_.waiting().size());
+  stats_.kv_blocks_total = pool_.num_blocks();
+  stats_.kv_blocks_used = pool_.num_used();
+  stats_.kv_blocks_cached = pool_.num_cached_free();
+  stats_.preemptions = scheduler_.preemptions();
+  stats_.prefix_queries = pool_.prefix_queries();
+  stats_.prefix_hits = pool_.prefix_hits();
+  queued_ = static_cast<int32_t>(incoming_.size() + scheduler_.waiting().size());
+}
+
+}  // namespace tokenfab

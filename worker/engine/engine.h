@@ -1,0 +1,123 @@
+// The worker's engine: one thread that runs the continuous-batching loop
+// over a Backend. Requests arrive through Submit() from any thread; each step
+// the loop admits and schedules sequences (BatchScheduler), runs one forward
+// pass, samples, checks stop conditions and hands each request its new tokens
+// through the request's callback, on the engine thread.
+//
+// Cancellation, a passed deadline or a client that went away (Cancel())
+// frees the request's blocks at the next step.
+#ifndef TOKENFAB_WORKER_ENGINE_ENGINE_H_
+#define TOKENFAB_WORKER_ENGINE_ENGINE_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "tokenfab/internal/v1/worker.pb.h"
+#include "worker/engine/backend.h"
+#include "worker/engine/batch_scheduler.h"
+#include "worker/engine/block_pool.h"
+
+namespace tokenfab {
+
+struct EngineOptions {
+  SchedulerOptions scheduler;
+};
+
+// A consistent snapshot of the engine's state, for load reports and metrics.
+struct EngineStats {
+  int32_t running = 0;
+  int32_t waiting = 0;
+  int32_t kv_blocks_total = 0;
+  int32_t kv_blocks_used = 0;
+  int32_t kv_blocks_cached = 0;  // unreferenced blocks still holding a prefix
+  int64_t steps = 0;
+  int64_t prefill_tokens = 0;
+  int64_t decode_tokens = 0;
+  int64_t preemptions = 0;
+  int64_t prefix_queries = 0;  // blocks looked up in the prefix cache
+  int64_t prefix_hits = 0;
+};
+
+class Engine {
+ public:
+  using OutputCallback = std::function<void(const internal::v1::WorkerOutput&)>;
+  using KvEventCallback = std::function<void(std::vector<internal::v1::KvEvent>)>;
+
+  // `backend` must outlive the engine; its KV cache is the engine's pool.
+  // `on_kv_events` (optional) receives the prefix cache's changes after each
+  // step, on the engine thread.
+  Engine(Backend* backend, const EngineOptions& options, KvEventCallback on_kv_events = nullptr);
+  ~Engine();  // finishes every request as cancelled, then stops the thread
+
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a request. InvalidArgument for one that can never run (empty or
+  // out-of-vocabulary prompt, no room in the context or the KV pool),
+  // AlreadyExists for a request id in use, ResourceExhausted when the queue
+  // is full. Any thread.
+  absl::Status Submit(internal::v1::WorkerRequest request, OutputCallback on_output);
+
+  // Stops a request at the next step (it finishes with CANCELLED). Any thread.
+  void Cancel(const std::string& request_id);
+
+  EngineStats Stats() const;
+
+ private:
+  struct Incoming {
+    internal::v1::WorkerRequest request;
+    OutputCallback on_output;
+  };
+  struct Emit {
+    OutputCallback* callback;
+    internal::v1::WorkerOutput output;
+  };
+
+  void Loop();
+  // One iteration; false when there was nothing to do.
+  bool Step();
+  void TakeIncoming();
+  void FinishCancelled();
+  void Finish(Sequence* seq, internal::v1::WorkerFinish reason, internal::v1::WorkerOutput* out,
+              const std::string& error = "");
+  void Deliver();
+  void PublishStats();
+
+  Backend* backend_;
+  const EngineOptions options_;
+  KvEventCallback on_kv_events_;
+  const int32_t context_length_;
+  const int32_t vocab_size_;
+
+  // Engine thread only.
+  BlockPool pool_;
+  BatchScheduler scheduler_;
+  absl::flat_hash_map<std::string, Sequence*> by_id_;
+  std::vector<std::unique_ptr<Sequence>> finished_;  // kept until their outputs are delivered
+  std::vector<Emit> emits_;
+  uint64_t next_arrival_ = 0;
+  StepResult step_result_;
+
+  mutable absl::Mutex mu_;
+  std::vector<Incoming> incoming_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> cancels_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> active_ids_ ABSL_GUARDED_BY(mu_);
+  int32_t queued_ ABSL_GUARDED_BY(mu_) = 0;  // incoming + waiting, for the queue limit
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  EngineStats stats_ ABSL_GUARDED_BY(mu_);
+
+  std::thread thread_;
+};
+
+}  // namespace tokenfab
+
+#endif  // TOKENFAB_WORKER_ENGINE_ENGINE_H_
