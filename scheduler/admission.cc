@@ -35,8 +35,8 @@ absl::Status CheckSampling(const v1::SamplingParams& s) {
 
 absl::Status CheckRequestFields(const v1::GenerateRequest& request) {
   if (auto st = CheckSampling(request.sampling()); !st.ok()) return st;
-  if (request.max_tokens() < 0) {
-    return Invalid("max_tokens", StrCat("must be >= 0, got ", request.max_tokens()));
+  if (request.has_max_tokens() && request.max_tokens() <= 0) {
+    return Invalid("max_tokens", StrCat("must be positive, got ", request.max_tokens()));
   }
   if (request.logprobs() < 0 || request.logprobs() > kMaxLogprobs) {
     return Invalid("logprobs", StrCat("must be between 0 and ", kMaxLogprobs, ", got ",
@@ -69,7 +69,7 @@ absl::StatusOr<int32_t> AdmitRequest(const v1::GenerateRequest& request, int32_t
                                           limits.context_length, " tokens"));
   }
   const int32_t room = limits.context_length - prompt_tokens;
-  if (request.max_tokens() == 0) return room;
+  if (!request.has_max_tokens()) return room;
   if (request.max_tokens() > room) {
     return Invalid("max_tokens",
                    StrCat("is ", request.max_tokens(), " but the prompt has ", prompt_tokens,

@@ -19,13 +19,14 @@ struct ModelLimits {
 // Largest top-n logprobs a request may ask for (as the OpenAI API).
 inline constexpr int32_t kMaxLogprobs = 20;
 
-// The checks that need no model: sampling ranges, max_tokens >= 0, logprobs.
+// The checks that need no model: sampling ranges, max_tokens > 0 when set,
+// logprobs.
 absl::Status CheckRequestFields(const v1::GenerateRequest& request);
 
 // Checks `request` (sampling ranges, stop token ids, prompt ids) and the
 // tokenized prompt length against `limits`. Returns the number of tokens the
 // request may generate: max_tokens, or what is left of the context when
-// max_tokens is 0. InvalidArgument names the offending field.
+// max_tokens is unset. InvalidArgument names the offending field.
 absl::StatusOr<int32_t> AdmitRequest(const v1::GenerateRequest& request, int32_t prompt_tokens,
                                      const ModelLimits& limits);
 

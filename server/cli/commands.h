@@ -13,6 +13,8 @@ int RunCli(const std::vector<std::string>& args);
 
 int RunGenerate(const std::vector<std::string>& args);
 int RunTokenize(const std::vector<std::string>& args);
+int RunServe(const std::vector<std::string>& args);
+int RunComplete(const std::vector<std::string>& args);
 
 }  // namespace tokenfab
 

@@ -10,7 +10,7 @@ using ::testing::HasSubstr;
 
 constexpr ModelLimits kLimits{/*context_length=*/100, /*vocab_size=*/50};
 
-TEST(AdmissionTest, MaxTokensZeroMeansTheRestOfTheContext) {
+TEST(AdmissionTest, UnsetMaxTokensMeansTheRestOfTheContext) {
   v1::GenerateRequest r;
   r.set_prompt("x");
   EXPECT_EQ(*AdmitRequest(r, 30, kLimits), 70);
@@ -31,7 +31,8 @@ TEST(AdmissionTest, RejectsWithTheFieldNamed) {
       {[](v1::GenerateRequest* r) { r->mutable_sampling()->set_min_p(-0.1f); }, 5, "min_p"},
       {[](v1::GenerateRequest* r) { r->mutable_sampling()->set_presence_penalty(3); }, 5,
        "presence_penalty"},
-      {[](v1::GenerateRequest* r) { r->set_max_tokens(-1); }, 5, "max_tokens must be >= 0"},
+      {[](v1::GenerateRequest* r) { r->set_max_tokens(-1); }, 5, "max_tokens must be positive"},
+      {[](v1::GenerateRequest* r) { r->set_max_tokens(0); }, 5, "max_tokens must be positive"},
       {[](v1::GenerateRequest* r) { r->set_max_tokens(96); }, 5, "at most 95 can be generated"},
       {[](v1::GenerateRequest* r) { r->set_logprobs(21); }, 5, "logprobs"},
       {[](v1::GenerateRequest* r) { r->add_stop_token_ids(50); }, 5, "stop_token_ids contains 50"},
