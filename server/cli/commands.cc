@@ -15,6 +15,7 @@ struct Command {
 constexpr Command kCommands[] = {
     {"generate", "generate a completion for one prompt", RunGenerate},
     {"tokenize", "print the token ids of a text", RunTokenize},
+    {"bench", "load generator: throughput, TTFT and ITL of a running server", RunBench},
     {"serve", "serve a model over gRPC and the OpenAI HTTP API", RunServe},
     {"complete", "stream a completion from a running server (gRPC client)", RunComplete},
 };

@@ -13,6 +13,7 @@ int RunCli(const std::vector<std::string>& args);
 
 int RunGenerate(const std::vector<std::string>& args);
 int RunTokenize(const std::vector<std::string>& args);
+int RunBench(const std::vector<std::string>& args);
 int RunServe(const std::vector<std::string>& args);
 int RunComplete(const std::vector<std::string>& args);
 

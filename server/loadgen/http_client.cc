@@ -1,0 +1,159 @@
+#include "server/loadgen/http_client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "common/strings.h"
+#include "server/loadgen/openai_stream.h"
+
+namespace tokenfab::loadgen {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+constexpr size_t kMaxErrorBody = 2048;
+constexpr size_t kReadBuffer = 16 * 1024;
+
+absl::Status NetError(std::string_view what, const beast::error_code& ec) {
+  return absl::UnavailableError(StrCat(what, ": ", ec.message()));
+}
+
+class HttpLoadClient : public LoadClient {
+ public:
+  HttpLoadClient(const Target& target, const ClientOptions& options)
+      : target_(target), options_(options) {
+    const bool v6 = target.host.find(':') != std::string::npos;
+    host_header_ = StrCat(v6 ? "[" : "", target.host, v6 ? "]" : "", ":", target.port);
+  }
+
+  RequestRecord Send(const LoadRequest& request, Clock::time_point origin) override {
+    RequestRecord record;
+    absl::Status status = Stream(request, origin, &record);
+    record.done_s = SecondsSince(origin);
+    if (record.start_s == 0) record.start_s = record.done_s;
+    record.ok = status.ok();
+    if (!status.ok()) record.error = std::string(status.message());
+    return record;
+  }
+
+  absl::StatusOr<std::string> ServedModelId() override {
+    net::io_context ioc;
+    beast::tcp_stream stream(ioc);
+    if (absl::Status s = Connect(ioc, stream); !s.ok()) return s;
+    http::request<http::empty_body> req{http::verb::get, "/v1/models", 11};
+    req.set(http::field::host, host_header_);
+    beast::error_code ec;
+    http::write(stream, req, ec);
+    if (ec) return NetError("GET /v1/models", ec);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(stream, buffer, res, ec);
+    if (ec) return NetError("GET /v1/models", ec);
+    if (res.result_int() != 200) {
+      return absl::UnavailableError(StrCat("GET /v1/models: HTTP ", res.result_int(), ": ",
+                                           res.body().substr(0, kMaxErrorBody)));
+    }
+    return FirstModelId(res.body());
+  }
+
+ private:
+  absl::Status Connect(net::io_context& ioc, beast::tcp_stream& stream) {
+    tcp::resolver resolver(ioc);
+    beast::error_code ec;
+    auto endpoints = resolver.resolve(target_.host, std::to_string(target_.port), ec);
+    if (ec) return NetError(StrCat("resolve ", target_.host), ec);
+    stream.connect(endpoints, ec);
+    if (ec) return NetError(StrCat("connect ", host_header_), ec);
+    stream.socket().set_option(tcp::no_delay(true), ec);
+    return absl::OkStatus();
+  }
+
+  // The connection is made before the clock starts, as a client with a warm
+  // connection pool (aiperf's aiohttp) would have it.
+  absl::Status Stream(const LoadRequest& request, Clock::time_point origin, RequestRecord* record) {
+    absl::StatusOr<std::string> body = CompletionRequestBody(
+        request.model_id, request.prompt, request.max_tokens, options_.extra_body_json);
+    if (!body.ok()) return body.status();
+    net::io_context ioc;
+    beast::tcp_stream stream(ioc);
+    if (absl::Status s = Connect(ioc, stream); !s.ok()) return s;
+
+    http::request<http::string_body> req{http::verb::post, "/v1/completions", 11};
+    req.set(http::field::host, host_header_);
+    req.set(http::field::content_type, "application/json");
+    req.set(http::field::accept, "text/event-stream");
+    req.body() = std::move(*body);
+    req.prepare_payload();
+
+    beast::error_code ec;
+    record->start_s = SecondsSince(origin);
+    http::write(stream, req, ec);
+    if (ec) return NetError("send", ec);
+
+    beast::flat_buffer buffer;
+    http::response_parser<http::buffer_body> parser;
+    parser.body_limit(boost::none);
+    http::read_header(stream, buffer, parser, ec);
+    if (ec) return NetError("read response header", ec);
+    const unsigned code = parser.get().result_int();
+
+    char buf[kReadBuffer];
+    SseParser sse;
+    std::string error_body;
+    bool done = false;
+    bool finished = false;  // a chunk carried a finish_reason
+    while (!parser.is_done()) {
+      parser.get().body().data = buf;
+      parser.get().body().size = sizeof(buf);
+      http::read_some(stream, buffer, parser, ec);
+      if (ec == http::error::need_buffer) ec = {};
+      if (ec) return NetError("read stream", ec);
+      const size_t n = sizeof(buf) - parser.get().body().size;
+      if (n == 0) continue;
+      const double now = SecondsSince(origin);
+      if (code != 200) {
+        error_body.append(buf,
+                          std::min(n, kMaxErrorBody - std::min(kMaxErrorBody, error_body.size())));
+        continue;
+      }
+      for (const std::string& data : sse.Feed(std::string_view(buf, n))) {
+        absl::StatusOr<CompletionChunk> chunk = ParseCompletionChunk(data);
+        if (!chunk.ok()) return chunk.status();
+        if (chunk->done) {
+          done = true;
+          continue;
+        }
+        if (!chunk->text.empty()) record->chunk_times_s.push_back(now);
+        if (!chunk->finish_reason.empty()) finished = true;
+        if (chunk->completion_tokens >= 0) {
+          record->prompt_tokens = chunk->prompt_tokens;
+          record->completion_tokens = chunk->completion_tokens;
+        }
+      }
+    }
+    if (code != 200) return absl::UnavailableError(StrCat("HTTP ", code, ": ", error_body));
+    if (!done && !finished) {
+      return absl::DataLossError("stream ended without a finish_reason or [DONE]");
+    }
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    return absl::OkStatus();
+  }
+
+  const Target target_;
+  const ClientOptions options_;
+  std::string host_header_;
+};
+
+}  // namespace
+
+std::unique_ptr<LoadClient> NewHttpLoadClient(const Target& target, const ClientOptions& options) {
+  return std::make_unique<HttpLoadClient>(target, options);
+}
+
+}  // namespace tokenfab::loadgen
