@@ -4,7 +4,9 @@
 //
 // Prefill: a prompt of P tokens in one forward step (P = 128, 512), from an
 // empty cache. Decode: one token per step after a 128-token prompt, 64 steps,
-// and the same at a 1024-token context. Each figure is the median of R runs.
+// and the same at a 1024-token context; batched decode: 16 sequences of a
+// 128-token context each decoding one token per step (the shape of a server's
+// decode steps at concurrency 16), 32 steps. Each figure is the median of R runs.
 // Prints the machine, thread count, model and KV cache type with the figures.
 #include <sys/resource.h>
 
@@ -78,6 +80,34 @@ double TimeDecode(Backend& b, int context, int steps, const std::vector<int32_t>
   return std::chrono::duration<double>(Clock::now() - t0).count() / steps;
 }
 
+// Seconds per step of `batch` sequences, each one token per step after its
+// own prompt of `context` tokens; sequence i uses blocks[i * per_seq, ...).
+double TimeBatchDecode(Backend& b, int batch, int context, int steps, const std::vector<int32_t>& blocks) {
+  const int per_seq = static_cast<int>(blocks.size()) / batch;
+  std::vector<std::vector<int32_t>> prompts, tables;
+  for (int i = 0; i < batch; ++i) {
+    std::vector<int32_t> p = Tokens(context + i, b.config().vocab_size);
+    prompts.emplace_back(p.begin() + i, p.end());  // distinct prompts
+    tables.emplace_back(blocks.begin() + i * per_seq, blocks.begin() + (i + 1) * per_seq);
+  }
+  StepResult r;
+  std::vector<SequenceStep> seqs;
+  for (int i = 0; i < batch; ++i) seqs.push_back({prompts[i], 0, tables[i], LogitsMode::kLast});
+  if (!b.Forward(seqs, &r).ok()) std::abort();
+  std::vector<int32_t> next(batch);
+  const auto t0 = Clock::now();
+  for (int step = 0; step < steps; ++step) {
+    seqs.clear();
+    for (int i = 0; i < batch; ++i) {
+      const float* row = r.Row(i);
+      next[i] = static_cast<int32_t>(std::max_element(row, row + r.vocab_size) - row);
+      seqs.push_back({{&next[i], 1}, context + step, tables[i], LogitsMode::kLast});
+    }
+    if (!b.Forward(seqs, &r).ok()) std::abort();
+  }
+  return std::chrono::duration<double>(Clock::now() - t0).count() / steps;
+}
+
 int Main(const std::vector<std::string>& args) {
   const char* home = std::getenv("HOME");
   const char* xdg = std::getenv("XDG_CACHE_HOME");
@@ -104,7 +134,8 @@ int Main(const std::vector<std::string>& args) {
   const ModelConfig& c = (*model)->config;
   CpuBackendOptions o;
   o.threads = threads;
-  o.num_kv_blocks = 1200 / 16;
+  constexpr int kBatch = 16, kBatchContext = 128, kBatchSteps = 32;
+  o.num_kv_blocks = kBatch * ((kBatchContext + kBatchSteps) / 16 + 1);  // >= 1200 tokens for one sequence
   auto backend = CpuBackend::Create(c, (*model)->weights, o);
   if (!backend.ok()) return 1;
   std::vector<int32_t> blocks(o.num_kv_blocks);
@@ -127,6 +158,12 @@ int Main(const std::vector<std::string>& args) {
     for (int i = 0; i < repeats; ++i) t.push_back(TimeDecode(**backend, ctx, 64, blocks));
     std::printf("decode at context %4d: %8.1f tokens/s (%.2f ms/token)\n", ctx, 1.0 / Median(t),
                 1e3 * Median(t));
+  }
+  {
+    std::vector<double> t;
+    for (int i = 0; i < repeats; ++i) t.push_back(TimeBatchDecode(**backend, kBatch, kBatchContext, kBatchSteps, blocks));
+    std::printf("decode %d sequences at context %d: %8.1f tokens/s (%.2f ms/step)\n", kBatch, kBatchContext,
+                kBatch / Median(t), 1e3 * Median(t));
   }
   std::printf("peak resident memory: %.0f MiB\n", PeakRssMiB());
   return 0;

@@ -202,20 +202,26 @@ void CpuBackend::RunLayer(int32_t layer, int64_t n) {
     }
   });
 
-  // Attention: one task per (token, head).
+  // Attention: one task per (token, KV head) for the query heads sharing it,
+  // so each K/V row is converted once for the group; per (token, query head)
+  // when too few tokens would leave a thread idle. A head's result does not
+  // depend on the heads it is computed with.
   const KvLayerView view = kv_->LayerView(layer);
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   const int32_t group = c.num_heads / c.num_kv_heads;
-  pool_.ParallelFor(n * c.num_heads, 2, [&](int64_t b, int64_t e) {
-    thread_local std::vector<float> scores;
+  const int32_t heads_per_task = n * c.num_kv_heads >= 4 * pool_.num_threads() ? group : 1;
+  const int32_t tasks_per_token = c.num_heads / heads_per_task;
+  pool_.ParallelFor(n * tasks_per_token, 1, [&](int64_t b, int64_t e) {
+    thread_local std::vector<float> scratch;
     for (int64_t i = b; i < e; ++i) {
-      const int64_t t = i / c.num_heads;
-      const int32_t h = static_cast<int32_t>(i % c.num_heads);
+      const int64_t t = i / tasks_per_token;
+      const int32_t h0 = static_cast<int32_t>(i % tasks_per_token) * heads_per_task;
       const int32_t n_ctx = positions_[t] + 1;
-      if (static_cast<int32_t>(scores.size()) < n_ctx) scores.resize(n_ctx);
-      AttendHead(q_.data() + t * qd + static_cast<int64_t>(h) * c.head_dim, h / group,
-                 block_tables_[t], n_ctx, view, scale, scores.data(),
-                 attn_.data() + t * qd + static_cast<int64_t>(h) * c.head_dim);
+      const int64_t need = AttendGroupScratchFloats(heads_per_task, n_ctx, view);
+      if (static_cast<int64_t>(scratch.size()) < need) scratch.resize(need);
+      const int64_t off = t * qd + static_cast<int64_t>(h0) * c.head_dim;
+      AttendGroup(q_.data() + off, heads_per_task, h0 / group, block_tables_[t], n_ctx, view, scale,
+                  scratch.data(), attn_.data() + off);
     }
   });
   MatMul(w.wo, attn_.data(), qd, n, tmp_.data(), hidden, pool_, &act_scratch_);

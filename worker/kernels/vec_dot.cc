@@ -5,21 +5,12 @@
 #include <cstring>
 
 #include "common/half.h"
+#include "worker/kernels/cpu_features.h"
 #include "worker/kernels/quant_blocks.h"
 #include "worker/kernels/vec_dot_internal.h"
 
 namespace tokenfab {
 namespace {
-
-bool CpuHasAvx2() {
-#if defined(__x86_64__)
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-#else
-  return false;
-#endif
-}
 
 // Round half to even, as the SIMD rounding instructions do.
 inline int RoundToInt(float v) { return static_cast<int>(std::nearbyint(v)); }
@@ -115,7 +106,7 @@ void QuantizeActivations(ActFormat format, const float* x, int64_t n, uint8_t* o
 }
 
 DotKernel GetDotKernel(DType type) {
-  if (CpuHasAvx2()) {
+  if (kernels_internal::CpuHasAvx2()) {
     if (DotKernel k = kernels_internal::Avx2Kernel(type)) return k;
   }
   return kernels_internal::ReferenceKernel(type);

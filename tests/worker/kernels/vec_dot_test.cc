@@ -7,6 +7,7 @@
 
 #include "common/half.h"
 #include "gtest/gtest.h"
+#include "tests/worker/kernels/kernel_test_util.h"
 #include "worker/kernels/dequantize.h"
 #include "worker/kernels/quant_blocks.h"
 #include "worker/model/tensor_types.h"
@@ -14,61 +15,11 @@
 namespace tokenfab {
 namespace {
 
-constexpr DType kAllTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ4_0, DType::kQ4_1,
-                               DType::kQ5_0, DType::kQ5_1, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K};
+using testing::kAllTypes;
+using testing::RandomActivations;
+using testing::RandomRow;
 
-uint32_t Seed() {
-  const uint32_t seed = std::random_device{}();
-  std::printf("vec_dot_test seed: %u\n", seed);
-  return seed;
-}
-
-// A random but valid row of `type`: random quant bits, small finite scales.
-std::vector<uint8_t> RandomRow(DType type, int64_t n, std::mt19937& rng) {
-  const DTypeTraits& t = Traits(type);
-  std::vector<uint8_t> row(n / t.block_elems * t.block_bytes);
-  std::uniform_int_distribution<int> byte(0, 255);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (auto& b : row) b = static_cast<uint8_t>(byte(rng));
-  auto half = [&](float v) { return Fp32ToFp16(v); };
-  const int64_t blocks = n / t.block_elems;
-  for (int64_t b = 0; b < blocks; ++b) {
-    uint8_t* p = row.data() + b * t.block_bytes;
-    auto put16 = [&](int off, uint16_t v) { std::memcpy(p + off, &v, 2); };
-    switch (type) {
-      case DType::kF32:
-        for (int i = 0; i < 1; ++i) {
-          const float v = normal(rng);
-          std::memcpy(p, &v, 4);
-        }
-        break;
-      case DType::kF16: put16(0, half(normal(rng))); break;
-      case DType::kBF16: put16(0, Fp32ToBf16(normal(rng))); break;
-      case DType::kQ4_0:
-      case DType::kQ5_0:
-      case DType::kQ8_0: put16(0, half(0.01f + 0.05f * std::fabs(normal(rng)))); break;
-      case DType::kQ4_1:
-      case DType::kQ5_1:
-        put16(0, half(0.01f + 0.05f * std::fabs(normal(rng))));
-        put16(2, half(-0.3f * std::fabs(normal(rng))));
-        break;
-      case DType::kQ4_K:
-        put16(0, half(0.001f + 0.005f * std::fabs(normal(rng))));
-        put16(2, half(0.001f + 0.005f * std::fabs(normal(rng))));
-        break;
-      case DType::kQ6_K: put16(208, half(0.001f + 0.005f * std::fabs(normal(rng)))); break;
-    }
-  }
-  return row;
-}
-
-std::vector<float> RandomActivations(int64_t n, std::mt19937& rng) {
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> x(n);
-  for (auto& v : x) v = normal(rng);
-  x[n / 3] = 25.0f;  // an outlier, as real activations have
-  return x;
-}
+uint32_t Seed() { return testing::Seed("vec_dot_test"); }
 
 // The float values an activation row in `format` stands for.
 std::vector<float> DequantizeActivations(ActFormat format, const uint8_t* q, int64_t n) {
