@@ -7,8 +7,8 @@ completions endpoint, streaming, the same ISL/OSL/concurrency/request count)
 one after the other, and prints the median of each figure for both tools and
 their ratio (tokenfab bench / aiperf). The acceptance is agreement within 10%.
 
-aiperf comes from PyPI into a venv of its own (never the system Python):
-    python3 -m venv .venv-bench && .venv-bench/bin/pip install aiperf gguf
+aiperf comes from PyPI into a venv of its own, .venv-bench (never the system
+Python): scripts/bench-setup --no-server installs it.
 It needs a Hugging Face tokenizer folder and cannot reach the Hub: this script
 builds tokenizer.json for the served GGUF model from the GGUF's own vocabulary
 and merges (byte-level BPE, SmolLM's pre-tokenizer) with the `tokenizers`
@@ -38,11 +38,8 @@ DEFAULT_MODEL = CACHE / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def default_binary():
-    for d in ("build-bench", "build"):
-        p = REPO / d / "server" / "tokenfab"
-        if p.exists():
-            return str(p)
-    return str(REPO / "build" / "server" / "tokenfab")
+    """The binary scripts/run and scripts/test build; TOKENFAB_BINARY overrides it."""
+    return os.environ.get("TOKENFAB_BINARY", str(REPO / "build" / "server" / "tokenfab"))
 
 
 def log(*args):
@@ -111,8 +108,13 @@ class Server:
         self.log_file.close()
 
 
-def tokenfab_server(binary, model, threads, http_port, grpc_port, log_path, extra=()):
-    argv = [binary, "serve", "--model", str(model), "--http-port", str(http_port),
+def pinned(cpus):
+    """argv prefix that runs a command on the given CPU list ("" = anywhere)."""
+    return ["taskset", "-c", cpus] if cpus else []
+
+
+def tokenfab_server(binary, model, threads, http_port, grpc_port, log_path, extra=(), cpus=""):
+    argv = [*pinned(cpus), binary, "serve", "--model", str(model), "--http-port", str(http_port),
             "--grpc-port", str(grpc_port), "--metrics-port", "0", "--threads", str(threads),
             *extra]
     return Server(argv, log_path, f"http://127.0.0.1:{http_port}/v1/models")
@@ -191,8 +193,8 @@ def served_model_id(url):
 
 
 def run_tokenfab_bench(binary, url, concurrency, isl, osl, requests, warmup, seed, model,
-                       extra_body=None, model_id=None):
-    argv = [binary, "bench", "--target", url, "--concurrency", str(concurrency), "--isl", str(isl),
+                       extra_body=None, model_id=None, cpus=""):
+    argv = [*pinned(cpus), binary, "bench", "--target", url, "--concurrency", str(concurrency), "--isl", str(isl),
             "--osl", str(osl), "--requests", str(requests), "--warmup", str(warmup), "--seed",
             str(seed), "--tokenizer", str(model), "--json"]
     if extra_body:
@@ -296,8 +298,8 @@ def hf_tokenizer_dir(binary, gguf, venv_python):
 # ---- aiperf ----
 
 def run_aiperf(aiperf, url, model_id, tokenizer, concurrency, isl, osl, requests, warmup, seed,
-               artifact_dir):
-    argv = [str(aiperf), "profile", "--model", model_id, "--tokenizer", str(tokenizer),
+               artifact_dir, cpus=""):
+    argv = [*pinned(cpus), str(aiperf), "profile", "--model", model_id, "--tokenizer", str(tokenizer),
             "--url", url, "--endpoint-type", "completions", "--streaming",
             "--concurrency", str(concurrency), "--request-count", str(requests),
             "--isl", str(isl), "--isl-stddev", "0", "--osl", str(osl), "--osl-stddev", "0",
@@ -374,8 +376,7 @@ def ensure_venv_python():
     """Returns the venv's python (with aiperf); installs nothing itself."""
     py = VENV / "bin" / "python"
     if not (VENV / "bin" / "aiperf").exists():
-        sys.exit(f"aiperf is not installed: python3 -m venv {VENV} && "
-                 f"{VENV}/bin/pip install aiperf gguf")
+        sys.exit(f"aiperf is not installed in {VENV}: run scripts/bench-setup --no-server")
     return str(py)
 
 
@@ -393,6 +394,11 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(REPO / "build-bench" / "compare_aiperf"))
+    ap.add_argument("--server-cpus", default="",
+                    help="CPU list for tokenfab serve (taskset -c), e.g. 0; default: any")
+    ap.add_argument("--client-cpus", default="",
+                    help="CPU list for both load tools, e.g. 1: keeps aiperf's own CPU use "
+                         "(several Python processes) from slowing the server it measures")
     ap.add_argument("--fake-server", metavar="TTFT_MS,ITL_MS",
                     help="measure a built-in fake server with fixed timing instead of tokenfab "
                          "serve (checks the tools' definitions apart from server noise)")
@@ -408,6 +414,7 @@ def main():
     print(f"  workload: concurrency {args.concurrency}, isl {args.isl}, osl {args.osl}, "
           f"{args.requests} requests (+{args.warmup} warm-up), repeat {args.repeat}, "
           f"server threads {args.threads}, model {args.model}")
+    print(f"  CPUs: server {args.server_cpus or 'any'}, load tools {args.client_cpus or 'any'}")
 
     def measure(url):
         model_id = served_model_id(url)
@@ -419,13 +426,14 @@ def main():
                 if tool == "bench":
                     rep = run_tokenfab_bench(args.tokenfab, url, args.concurrency, args.isl,
                                              args.osl, args.requests, args.warmup,
-                                             args.seed + i, args.model)
+                                             args.seed + i, args.model, cpus=args.client_cpus)
                     (out_dir / f"bench_{i}.json").write_text(json.dumps(rep, indent=1))
                     ours.append(tokenfab_figures(rep))
                 else:
                     exp = run_aiperf(VENV / "bin" / "aiperf", url, model_id, tokenizer,
                                      args.concurrency, args.isl, args.osl, args.requests,
-                                     args.warmup, args.seed + i, out_dir / f"aiperf_{i}")
+                                     args.warmup, args.seed + i, out_dir / f"aiperf_{i}",
+                                     cpus=args.client_cpus)
                     theirs.append(aiperf_figures(exp))
             log(f"repeat {i + 1}/{args.repeat}: bench {ours[-1]['output tokens/s']:.1f} tok/s, "
                 f"aiperf {theirs[-1]['output tokens/s']:.1f} tok/s")
@@ -442,7 +450,7 @@ def main():
     else:
         http, grpc = free_port(), free_port()
         with tokenfab_server(args.tokenfab, args.model, args.threads, http, grpc,
-                             out_dir / "serve.log"):
+                             out_dir / "serve.log", cpus=args.server_cpus):
             ours, theirs = measure(f"http://127.0.0.1:{http}")
     cols = {"tokenfab bench": medians(ours), "aiperf": medians(theirs)}
     print(f"  load average at end: {machine_conditions()['load_average']}")

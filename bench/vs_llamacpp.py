@@ -10,13 +10,14 @@ ratios tokenfab / llama.cpp. Each figure is the median of --repeat runs.
 Servers (--servers, comma-separated):
   tokenfab          `tokenfab serve --threads T`
   llama-cpp-python  `python -m llama_cpp.server` from .venv-bench
-                    (pip install "llama-cpp-python[server]"). It keeps one
+                    (scripts/bench-setup installs it). It keeps one
                     llama_cpp.Llama behind a global lock: requests run one at a
                     time, whatever the concurrency; it has no n_parallel
                     setting. --interrupt_requests False is required, or each
                     new request cancels the one streaming.
-  llama-server      llama.cpp's own C++ server (--llama-server PATH, e.g. built
-                    from the llama.cpp source in llama-cpp-python's sdist), with
+  llama-server      llama.cpp's own C++ server (--llama-server PATH; by default
+                    the one scripts/bench-setup builds from the llama.cpp source
+                    in llama-cpp-python's sdist), with
                     -np MAX_CONCURRENCY slots and continuous batching: the
                     baseline that really runs sequences in parallel.
 
@@ -29,7 +30,7 @@ it streams one (tokenfab, llama-server), else by counting streamed chunks, and
 for llama-cpp-python by one non-streamed request's usage.
 
     python3 bench/vs_llamacpp.py [--concurrency 1,4,16] [--isl 128] [--osl 64]
-        [--repeat 3] [--threads 2] [--servers tokenfab,llama-cpp-python]
+        [--repeat 3] [--threads 2] [--servers tokenfab,llama-server,llama-cpp-python]
 """
 import argparse
 import json
@@ -80,7 +81,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokenfab", default=default_binary())
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
-    ap.add_argument("--servers", default="tokenfab,llama-cpp-python")
+    ap.add_argument("--servers", default="tokenfab,llama-server")
     ap.add_argument("--llama-server", default=str(REPO / "build-bench" / "llamacpp" / "build" /
                                                   "bin" / "llama-server"))
     ap.add_argument("--threads", type=int, default=2)
