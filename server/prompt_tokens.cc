@@ -1,9 +1,27 @@
 #include "server/prompt_tokens.h"
 
+#include <string_view>
+
 #include "common/status_macros.h"
+#include "common/strings.h"
 #include "nlohmann/json.hpp"
 
 namespace tokenfab {
+namespace {
+
+// The roles chat templates know. "developer" is OpenAI's newer name for the
+// system role, which templates do not know; anything else is refused rather
+// than rendered in a way the model was never trained on.
+absl::StatusOr<std::string_view> TemplateRole(std::string_view role, int index) {
+  for (std::string_view known : {"system", "user", "assistant", "tool"}) {
+    if (role == known) return known;
+  }
+  if (role == "developer") return std::string_view("system");
+  return absl::InvalidArgumentError(StrCat("messages[", index, "].role must be one of system, developer, ",
+                                           "user, assistant, tool; got \"", role, "\""));
+}
+
+}  // namespace
 
 absl::StatusOr<std::vector<int32_t>> PromptTokens(const v1::GenerateRequest& request,
                                                   const Tokenizer& tokenizer,
@@ -23,8 +41,10 @@ absl::StatusOr<std::vector<int32_t>> PromptTokens(const v1::GenerateRequest& req
         return absl::InvalidArgumentError("chat has no messages");
       }
       nlohmann::ordered_json messages = nlohmann::ordered_json::array();
-      for (const v1::ChatMessage& m : request.chat().messages()) {
-        messages.push_back({{"role", m.role()}, {"content", m.content()}});
+      for (int i = 0; i < request.chat().messages_size(); ++i) {
+        const v1::ChatMessage& m = request.chat().messages(i);
+        ASSIGN_OR_RETURN(std::string_view role, TemplateRole(m.role(), i));
+        messages.push_back({{"role", role}, {"content", m.content()}});
       }
       ChatRenderOptions options;
       options.add_generation_prompt = true;

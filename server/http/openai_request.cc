@@ -231,8 +231,7 @@ absl::Status ParseMessages(const Json& body, v1::GenerateRequest* r) {
     const Json* role = Find(m, "role");
     if (role == nullptr || !role->is_string()) return Bad(StrCat(at, ".role"), "must be a string");
     v1::ChatMessage* out = chat->add_messages();
-    // OpenAI's newer name for the system role, which chat templates do not know.
-    out->set_role(role->get<std::string>() == "developer" ? "system" : role->get<std::string>());
+    out->set_role(role->get<std::string>());  // checked and mapped by the router (PromptTokens)
     const Json* content = Find(m, "content");
     if (content == nullptr) continue;  // e.g. an assistant turn that only called tools
     if (content->is_string()) {

@@ -107,6 +107,7 @@ def test_repeated_system_prompt_is_cached(stub, grpc_modules):
     (dict(prompt="hi", sampling=dict(top_p=2)), "top_p"),
     (dict(prompt="hi", logprobs=50), "logprobs"),
     (dict(prompt="hi", stop=[""]), "stop"),
+    (dict(chat=dict(messages=[dict(role="wizard", content="hi")])), "messages[0].role"),
 ])
 def test_bad_input_is_invalid_argument(stub, grpc_modules, fields, field_name):
     pb2, _ = grpc_modules

@@ -127,6 +127,29 @@ TEST_F(RouterTest, EndOfGenerationTokenIsNotText) {
   EXPECT_EQ(sink->responses.back().finish_reason(), v1::FINISH_REASON_STOP);
 }
 
+TEST_F(RouterTest, ChatRolesAreCheckedAndDeveloperIsSystem) {
+  auto chat = [](const std::string& role) {
+    v1::GenerateRequest r;
+    v1::ChatMessage* m = r.mutable_chat()->add_messages();
+    m->set_role(role);
+    m->set_content("Be brief.");
+    m = r.mutable_chat()->add_messages();
+    m->set_role("user");
+    m->set_content("Hi");
+    r.set_max_tokens(1);
+    return r;
+  };
+  worker_.script = Ids(" Hello");
+  ASSERT_TRUE(router_->Generate(chat("system"), std::make_shared<CollectingSink>()).ok());
+  const auto as_system = worker_.last_request.prompt_ids();
+  ASSERT_TRUE(router_->Generate(chat("developer"), std::make_shared<CollectingSink>()).ok());
+  EXPECT_THAT(worker_.last_request.prompt_ids(), ::testing::ElementsAreArray(as_system));
+
+  auto wizard = router_->Generate(chat("wizard"), std::make_shared<CollectingSink>());
+  EXPECT_EQ(wizard.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(wizard.status().message()), ::testing::StartsWith("messages[0].role must be one of"));
+}
+
 TEST_F(RouterTest, LogprobsCarryTokenText) {
   worker_.script = Ids(" Paris");
   v1::GenerateRequest r;

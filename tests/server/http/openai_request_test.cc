@@ -88,7 +88,7 @@ TEST(OpenAiRequestTest, ChatMessagesWithContentParts) {
   ASSERT_TRUE(r.ok()) << r.status();
   const auto& m = r->request.chat().messages();
   ASSERT_EQ(m.size(), 3);
-  EXPECT_EQ(m[0].role(), "system");
+  EXPECT_EQ(m[0].role(), "developer");  // the router maps it to system
   EXPECT_EQ(m[1].content(), "one two");
   EXPECT_EQ(m[2].role(), "assistant");
   EXPECT_EQ(m[2].content(), "");
