@@ -193,7 +193,7 @@ def served_model_id(url):
 
 
 def run_tokenfab_bench(binary, url, concurrency, isl, osl, requests, warmup, seed, model,
-                       extra_body=None, model_id=None, cpus=""):
+                       extra_body=None, model_id=None, cpus="", records=None):
     argv = [*pinned(cpus), binary, "bench", "--target", url, "--concurrency", str(concurrency), "--isl", str(isl),
             "--osl", str(osl), "--requests", str(requests), "--warmup", str(warmup), "--seed",
             str(seed), "--tokenizer", str(model), "--json"]
@@ -201,6 +201,8 @@ def run_tokenfab_bench(binary, url, concurrency, isl, osl, requests, warmup, see
         argv += ["--extra-body", json.dumps(extra_body)]
     if model_id:
         argv += ["--model-id", model_id]
+    if records:
+        argv += ["--records", str(records)]
     log("running:", " ".join(argv))
     out = subprocess.run(argv, capture_output=True, text=True, timeout=3600)
     if out.returncode != 0:
@@ -426,7 +428,8 @@ def main():
                 if tool == "bench":
                     rep = run_tokenfab_bench(args.tokenfab, url, args.concurrency, args.isl,
                                              args.osl, args.requests, args.warmup,
-                                             args.seed + i, args.model, cpus=args.client_cpus)
+                                             args.seed + i, args.model, cpus=args.client_cpus,
+                                             records=out_dir / f"bench_{i}_records.jsonl")
                     (out_dir / f"bench_{i}.json").write_text(json.dumps(rep, indent=1))
                     ours.append(tokenfab_figures(rep))
                 else:

@@ -9,6 +9,7 @@
 //       [--concurrency N | --rate R] --isl A --osl B --requests K [--json] ...
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 
 #include "common/strings.h"
 #include "server/cli/cli_util.h"
@@ -41,6 +42,7 @@ struct BenchFlags {
   int32_t osl = 128;
   int32_t requests = 64;
   bool json = false;
+  std::string records;
   std::string model_id;
   float ttft_target_ms = 0;
   float itl_target_ms = 0;
@@ -86,6 +88,9 @@ int RunBench(const std::vector<std::string>& args) {
   flags.AddInt("osl", &f.osl, "output tokens per request, end-of-sequence ignored (default 128)");
   flags.AddInt("requests", &f.requests, "requests to measure (default 64)");
   flags.AddBool("json", &f.json, "print one JSON object instead of the text report");
+  flags.AddString("records", &f.records,
+                  "also write each measured request (start, TTFT, latency, tokens) as a JSON line "
+                  "to this file");
   flags.AddString("model-id", &f.model_id,
                   "model id to request (default: the server's first, from ListModels or "
                   "/v1/models)");
@@ -156,6 +161,13 @@ int RunBench(const std::vector<std::string>& args) {
       **client, measured, loadgen::ArrivalTimes(f.requests, f.rate, seed), f.concurrency);
   c.load_average_at_end = loadgen::ReadMachineInfo().load_average;
 
+  if (!f.records.empty()) {
+    std::ofstream out(f.records);
+    out << loadgen::FormatRecordsJsonLines(records);
+    if (!out.flush()) {
+      ReportError("bench", absl::UnavailableError(StrCat("cannot write ", f.records)));
+    }
+  }
   const loadgen::BenchSummary summary = loadgen::SummarizeRun(records, c.targets, f.isl, f.osl);
   const std::string report =
       f.json ? loadgen::FormatReportJson(c, summary) : loadgen::FormatReportText(c, summary);

@@ -179,4 +179,22 @@ std::string FormatReportJson(const BenchConditions& c, const BenchSummary& s) {
       -1, ' ', false, json::error_handler_t::replace);
 }
 
+std::string FormatRecordsJsonLines(const std::vector<RequestRecord>& records) {
+  auto optional = [](const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); };
+  std::string out;
+  for (const RequestRecord& r : records) {
+    nlohmann::ordered_json j = {{"ok", r.ok},
+                                {"error", r.error},
+                                {"start_s", r.start_s},
+                                {"ttft_s", optional(r.Ttft())},
+                                {"latency_s", r.Latency()},
+                                {"output_tokens", r.OutputTokens()},
+                                {"prompt_tokens", r.prompt_tokens},
+                                {"itl_s", optional(r.InterTokenLatency())}};
+    out += j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // error texts may hold any bytes
+    out += '\n';
+  }
+  return out;
+}
+
 }  // namespace tokenfab::loadgen

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "server/loadgen/stats.h"
 
@@ -48,6 +49,12 @@ std::string FormatReportText(const BenchConditions& conditions, const BenchSumma
 // are objects {count, mean, min, max, p50, p90, p99} in the unit their key
 // names (_ms, _tokens).
 std::string FormatReportJson(const BenchConditions& conditions, const BenchSummary& summary);
+
+// One JSON object per request, one per line, in the order they were listed:
+// {"ok", "error", "start_s", "ttft_s", "latency_s", "output_tokens",
+// "prompt_tokens", "itl_s"} with times in seconds from the run's start (null
+// where a request has no such figure). For looking at what percentiles hide.
+std::string FormatRecordsJsonLines(const std::vector<RequestRecord>& records);
 
 }  // namespace tokenfab::loadgen
 

@@ -85,6 +85,35 @@ TEST(ReportTest, InvalidUtf8InAnErrorDoesNotBreakTheJson) {
   EXPECT_EQ(j["results"]["errors"].size(), 1u);
 }
 
+TEST(ReportTest, RecordsAreOneJsonLinePerRequest) {
+  RequestRecord a;
+  a.ok = true;
+  a.start_s = 0.5;
+  a.chunk_times_s = {0.75, 1.0, 1.5};
+  a.completion_tokens = 3;
+  a.prompt_tokens = 128;
+  RequestRecord b;
+  b.error = "HTTP 429 \xff";
+  b.start_s = 2;
+  b.done_s = 2.25;
+  const std::string lines = FormatRecordsJsonLines({a, b});
+  const size_t nl = lines.find('\n');
+  ASSERT_NE(nl, std::string::npos);
+  ASSERT_EQ(lines.back(), '\n');
+  const auto first = nlohmann::json::parse(lines.substr(0, nl));
+  EXPECT_TRUE(first["ok"].get<bool>());
+  EXPECT_DOUBLE_EQ(first["start_s"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(first["ttft_s"].get<double>(), 0.25);
+  EXPECT_DOUBLE_EQ(first["latency_s"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(first["itl_s"].get<double>(), 0.375);
+  EXPECT_EQ(first["output_tokens"].get<int>(), 3);
+  const auto second = nlohmann::json::parse(lines.substr(nl + 1));
+  EXPECT_FALSE(second["ok"].get<bool>());
+  EXPECT_TRUE(second["ttft_s"].is_null());
+  EXPECT_TRUE(second["itl_s"].is_null());
+  EXPECT_NE(second["error"].get<std::string>().find("HTTP 429"), std::string::npos);
+}
+
 TEST(ReportTest, TextNamesEveryFigureAndCondition) {
   const std::string text = FormatReportText(Conditions(), Summary());
   for (const char* needle :
