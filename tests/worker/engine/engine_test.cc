@@ -62,7 +62,8 @@ WorkerRequest Request(const std::string& id, const std::vector<int32_t>& prompt,
   return r;
 }
 
-// Collects every request's outputs; waits for all to finish.
+// Collects every request's outputs; waits for all to finish. Declare it before the
+// Engine: an engine still delivers (cancelled) outputs until it is destroyed.
 class Collector {
  public:
   Engine::OutputCallback For(const std::string& id) {
@@ -110,8 +111,8 @@ std::vector<int32_t> Alone(const std::vector<int32_t>& prompt, int max_tokens) {
 
 TEST(EngineTest, ConcurrentRequestsGiveWhatEachGivesAlone) {
   auto backend = Backend(256);
-  Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 8, .max_batched_tokens = 48}});
   Collector c;
+  Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 8, .max_batched_tokens = 48}});
   for (int i = 0; i < 12; ++i) {
     const std::string id = "r" + std::to_string(i);
     ASSERT_TRUE(engine.Submit(Request(id, Prompt(i, 10 + 7 * i), 20), c.For(id)).ok());
@@ -130,8 +131,8 @@ TEST(EngineTest, ConcurrentRequestsGiveWhatEachGivesAlone) {
 
 TEST(EngineTest, CancellingAThirdMidStreamFreesEveryBlock) {
   auto backend = Backend(512);
-  Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 16, .max_batched_tokens = 64}});
   Collector c;
+  Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 16, .max_batched_tokens = 64}});
   c.on_output_ = [&](const std::string& id, const WorkerOutput& out) {
     // Every third request is cancelled as soon as its first token arrives.
     const int n = std::stoi(id.substr(1));
@@ -162,8 +163,8 @@ TEST(EngineTest, CancellingAThirdMidStreamFreesEveryBlock) {
 
 TEST(EngineTest, PreemptedRequestsResumeAndFinishUnchanged) {
   auto backend = Backend(12);  // far fewer blocks than the requests want together
-  Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 8, .max_batched_tokens = 64}});
   Collector c;
+  Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 8, .max_batched_tokens = 64}});
   for (int i = 0; i < 6; ++i) {
     const std::string id = "r" + std::to_string(i);
     ASSERT_TRUE(engine.Submit(Request(id, Prompt(200 + i, 20), 40), c.For(id)).ok());
@@ -180,8 +181,8 @@ TEST(EngineTest, PreemptedRequestsResumeAndFinishUnchanged) {
 
 TEST(EngineTest, RepeatedPromptIsServedFromThePrefixCache) {
   auto backend = Backend(64);
-  Engine engine(backend.get(), {});
   Collector c;
+  Engine engine(backend.get(), {});
   const std::vector<int32_t> prompt = Prompt(7, 50);
   ASSERT_TRUE(engine.Submit(Request("a", prompt, 4), c.For("a")).ok());
   c.WaitFor(1);
@@ -196,8 +197,8 @@ TEST(EngineTest, RepeatedPromptIsServedFromThePrefixCache) {
 
 TEST(EngineTest, RefusesBadAndExcessRequests) {
   auto backend = Backend(8);
-  Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 1, .max_batched_tokens = 16, .max_queue = 2}});
   Collector c;
+  Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 1, .max_batched_tokens = 16, .max_queue = 2}});
   auto code = [&](const WorkerRequest& r) { return engine.Submit(r, c.For(r.request_id())).code(); };
   EXPECT_EQ(code(Request("e", {}, 4)), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code(Request("v", {1, 512}, 4)), absl::StatusCode::kInvalidArgument);
@@ -219,8 +220,8 @@ TEST(EngineTest, RefusesBadAndExcessRequests) {
 
 TEST(EngineTest, APassedDeadlineCancels) {
   auto backend = Backend(64);
-  Engine engine(backend.get(), {});
   Collector c;
+  Engine engine(backend.get(), {});
   WorkerRequest r = Request("d", Prompt(9, 20), 200);
   r.set_deadline_unix_ms(1);  // 1970
   ASSERT_TRUE(engine.Submit(r, c.For("d")).ok());
@@ -232,8 +233,8 @@ TEST(EngineTest, APassedDeadlineCancels) {
 TEST(EngineTest, StopTokenEndsTheRequest) {
   const std::vector<int32_t> alone = Alone(Prompt(11, 15), 10);
   auto backend = Backend(64);
-  Engine engine(backend.get(), {});
   Collector c;
+  Engine engine(backend.get(), {});
   WorkerRequest r = Request("s", Prompt(11, 15), 10);
   r.add_stop_token_ids(alone[3]);
   ASSERT_TRUE(engine.Submit(r, c.For("s")).ok());
