@@ -115,8 +115,10 @@ void Engine::Loop() {
     TakeIncoming();
     FinishCancelled();
     Step();
-    Deliver();
+    // Stats first: whoever sees a request's final output then also sees the
+    // blocks it freed.
     PublishStats();
+    Deliver();
   }
   // Shutting down: every request still here ends as cancelled.
   TakeIncoming();
@@ -127,8 +129,8 @@ void Engine::Loop() {
     WorkerOutput out;
     Finish(s, internal::v1::WORKER_FINISH_CANCELLED, &out);
   }
-  Deliver();
   PublishStats();
+  Deliver();
 }
 
 void Engine::TakeIncoming() {
