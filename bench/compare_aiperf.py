@@ -120,7 +120,7 @@ def tokenfab_server(binary, model, threads, http_port, grpc_port, log_path, extr
     return Server(argv, log_path, f"http://127.0.0.1:{http_port}/v1/models")
 
 
-class FakeCompletionServer:
+class FixedTimingServer:
     """A stand-in OpenAI server with fixed timing, to check that the two tools
     measure the same thing when the server is not the noise: each request gets
     its first token after TTFT seconds, then one token every ITL seconds, in its
@@ -140,7 +140,7 @@ class FakeCompletionServer:
                 pass
 
             def do_GET(self):
-                body = json.dumps({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+                body = json.dumps({"object": "list", "data": [{"id": "fixed-timing", "object": "model"}]})
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -164,10 +164,10 @@ class FakeCompletionServer:
                 for i in range(n):
                     # Sleep to an absolute schedule so delays do not accumulate.
                     time.sleep(max(0.0, start + ttft + i * itl - time.perf_counter()))
-                    event({"object": "text_completion", "model": "fake",
+                    event({"object": "text_completion", "model": "fixed-timing",
                            "choices": [{"index": 0, "text": " tok",
                                         "finish_reason": "length" if i == n - 1 else None}]})
-                event({"object": "text_completion", "model": "fake", "choices": [],
+                event({"object": "text_completion", "model": "fixed-timing", "choices": [],
                        "usage": {"prompt_tokens": len(str(req.get("prompt", "")).split()),
                                  "completion_tokens": n,
                                  "total_tokens": n}})
@@ -401,8 +401,8 @@ def main():
     ap.add_argument("--client-cpus", default="",
                     help="CPU list for both load tools, e.g. 1: keeps aiperf's own CPU use "
                          "(several Python processes) from slowing the server it measures")
-    ap.add_argument("--fake-server", metavar="TTFT_MS,ITL_MS",
-                    help="measure a built-in fake server with fixed timing instead of tokenfab "
+    ap.add_argument("--fixed-timing", metavar="TTFT_MS,ITL_MS",
+                    help="measure a built-in server with fixed TTFT and ITL instead of tokenfab "
                          "serve (checks the tools' definitions apart from server noise)")
     args = ap.parse_args()
 
@@ -442,11 +442,11 @@ def main():
                 f"aiperf {theirs[-1]['output tokens/s']:.1f} tok/s")
         return ours, theirs
 
-    if args.fake_server:
-        ttft_ms, itl_ms = (float(x) for x in args.fake_server.split(","))
+    if args.fixed_timing:
+        ttft_ms, itl_ms = (float(x) for x in args.fixed_timing.split(","))
         port = free_port()
-        print(f"  server: built-in fake, TTFT {ttft_ms} ms, ITL {itl_ms} ms, no tokenizer")
-        with FakeCompletionServer(port, ttft_ms / 1e3, itl_ms / 1e3):
+        print(f"  server: built-in, fixed timing: TTFT {ttft_ms} ms, ITL {itl_ms} ms, no tokenizer")
+        with FixedTimingServer(port, ttft_ms / 1e3, itl_ms / 1e3):
             ours, theirs = measure(f"http://127.0.0.1:{port}")
     elif args.url:
         ours, theirs = measure(args.url)
