@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "worker/engine/kv_cache.h"
 #include "worker/model/model_config.h"
 
 namespace tokenfab {
@@ -53,6 +54,17 @@ class Backend {
   // positions beyond the context or the block table, unknown block ids) is an
   // InvalidArgument error and changes nothing.
   virtual absl::Status Forward(std::span<const SequenceStep> batch, StepResult* result) = 0;
+
+  // KV export and import for disaggregated prefill: the keys and values of
+  // `layer` at positions [first, first + count) of a sequence with
+  // `block_table`, packed as KvCache::ReadPositions describes. An unknown
+  // layer, a block id outside the pool, a table that does not cover the
+  // positions or a buffer of the wrong size is InvalidArgument.
+  virtual absl::Status ReadKv(int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                              int32_t count, std::span<uint8_t> dst) const = 0;
+  virtual absl::Status WriteKv(int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                               int32_t count, std::span<const uint8_t> src) = 0;
+  virtual KvLayout kv_layout() const = 0;
 
   virtual const ModelConfig& config() const = 0;
   virtual int32_t num_kv_blocks() const = 0;

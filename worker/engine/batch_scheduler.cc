@@ -48,6 +48,11 @@ void BatchScheduler::Preempt(size_t index) {
   std::unique_ptr<Sequence> seq = std::move(running_[index]);
   running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(index));
   ReleaseBlocks(seq.get());
+  if (seq->awaiting_kv) {
+    seq->awaiting_kv = false;
+    ++seq->remote_generation;
+    remote_aborts_.push_back(seq->request.request_id());
+  }
   ++seq->preemptions;
   ++preemptions_;
   InsertWaiting(std::move(seq));
@@ -80,15 +85,28 @@ bool BatchScheduler::Admit(Sequence* seq, int32_t budget, int32_t* take) {
   seq->num_computed = hit * kKvBlockSize;
   seq->num_committed = hit;
   seq->last_hash = hit > 0 ? hashes[hit - 1] : kRootBlockHash;
+  if (!seq->admitted_before) seq->cached_tokens = seq->num_computed;
+  if (seq->request.has_remote_prefill() && !seq->remote_tried && n - 1 > seq->num_computed) {
+    // Blocks for the whole prompt now; the KV of all but its last token comes
+    // from the prefill worker, the last one is computed here for the logits.
+    if (!EnsureBlocks(seq, n, /*may_preempt=*/false)) {
+      ReleaseBlocks(seq);
+      return false;
+    }
+    seq->remote_tried = true;
+    seq->awaiting_kv = true;
+    seq->remote_end = n - 1;
+    seq->admitted_before = true;
+    remote_starts_.push_back(seq);
+    *take = 0;
+    return true;
+  }
   *take = std::min(seq->uncomputed(), budget);
   if (!EnsureBlocks(seq, seq->num_computed + *take, /*may_preempt=*/false)) {
     ReleaseBlocks(seq);
     return false;
   }
-  if (!seq->admitted_before) {
-    seq->admitted_before = true;
-    seq->cached_tokens = seq->num_computed;
-  }
+  seq->admitted_before = true;
   return true;
 }
 
@@ -99,7 +117,7 @@ std::vector<ScheduledSequence> BatchScheduler::Schedule() {
 
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Sequence* seq = running_[i].get();
-    const int32_t take = std::min(seq->uncomputed(), budget);
+    const int32_t take = seq->awaiting_kv ? 0 : std::min(seq->uncomputed(), budget);
     if (take <= 0) {
       ++i;
       continue;
@@ -119,7 +137,7 @@ std::vector<ScheduledSequence> BatchScheduler::Schedule() {
     Sequence* seq = waiting_.front().get();
     int32_t take = 0;
     if (!Admit(seq, budget, &take)) break;
-    plan.push_back({seq, take});
+    if (take > 0) plan.push_back({seq, take});
     budget -= take;
     running_.push_back(std::move(waiting_.front()));
     waiting_.pop_front();

@@ -7,6 +7,9 @@
 //  - Waiting sequences are then admitted by priority, then arrival, while the
 //    budget and the sequence limit allow; each reuses the longest cached
 //    prefix of its tokens and gets blocks for its first chunk.
+//  - A sequence the router marked for remote prefill gets blocks for its
+//    whole prompt at admission and waits (not scheduled) until its KV has
+//    arrived; the engine starts the transfer (TakeRemoteStarts).
 //  - When a running sequence needs a block and none is left, the newest
 //    running sequence is preempted: its blocks are freed and it waits to be
 //    recomputed (its generated tokens are kept and become part of what it
@@ -19,6 +22,8 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -55,6 +60,11 @@ class BatchScheduler {
   // Removes a sequence (finished or cancelled), releasing its blocks.
   std::unique_ptr<Sequence> Remove(Sequence* seq);
 
+  // Sequences admitted for remote prefill since the last call.
+  std::vector<Sequence*> TakeRemoteStarts() { return std::exchange(remote_starts_, {}); }
+  // Requests whose remote prefill was given up by a preemption.
+  std::vector<std::string> TakeRemoteAborts() { return std::exchange(remote_aborts_, {}); }
+
   const std::vector<std::unique_ptr<Sequence>>& running() const { return running_; }
   const std::deque<std::unique_ptr<Sequence>>& waiting() const { return waiting_; }
   int64_t preemptions() const { return preemptions_; }
@@ -73,6 +83,8 @@ class BatchScheduler {
   std::vector<std::unique_ptr<Sequence>> running_;  // admission order, oldest first
   std::deque<std::unique_ptr<Sequence>> waiting_;    // priority, then arrival
   int64_t preemptions_ = 0;
+  std::vector<Sequence*> remote_starts_;
+  std::vector<std::string> remote_aborts_;
 };
 
 }  // namespace tokenfab

@@ -35,6 +35,47 @@ CpuBackend::CpuBackend(const ModelConfig& config, const ModelWeights& weights,
                        std::unique_ptr<KvCache> kv, int32_t threads)
     : config_(config), weights_(weights), kv_(std::move(kv)), pool_(threads) {}
 
+absl::Status CpuBackend::CheckKvRange(int32_t layer, std::span<const int32_t> block_table,
+                                      int32_t first, int32_t count, size_t bytes) const {
+  if (layer < 0 || layer >= config_.num_layers) {
+    return absl::InvalidArgumentError(StrCat("KV layer ", layer, " of ", config_.num_layers));
+  }
+  const int64_t end = static_cast<int64_t>(first) + count;
+  if (first < 0 || count < 0 || end > config_.context_length) {
+    return absl::InvalidArgumentError(StrCat("KV positions [", first, ", ", end,
+                                             ") are outside the context of ",
+                                             config_.context_length));
+  }
+  if (static_cast<int64_t>(block_table.size()) * kKvBlockSize < end) {
+    return absl::InvalidArgumentError(StrCat("KV positions up to ", end, " need more than the ",
+                                             block_table.size(), " blocks of the table"));
+  }
+  for (int64_t b = first / kKvBlockSize; b < (end + kKvBlockSize - 1) / kKvBlockSize; ++b) {
+    if (block_table[b] < 0 || block_table[b] >= kv_->num_blocks()) {
+      return absl::InvalidArgumentError(StrCat("KV block ", block_table[b], " of ", kv_->num_blocks()));
+    }
+  }
+  if (bytes != static_cast<size_t>(kv_->layout().PositionBytes() * count)) {
+    return absl::InvalidArgumentError(StrCat("KV buffer of ", bytes, " bytes for ", count,
+                                             " positions of ", kv_->layout().PositionBytes()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::ReadKv(int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                                int32_t count, std::span<uint8_t> dst) const {
+  RETURN_IF_ERROR(CheckKvRange(layer, block_table, first, count, dst.size()));
+  kv_->ReadPositions(layer, block_table, first, count, dst.data());
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::WriteKv(int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                                 int32_t count, std::span<const uint8_t> src) {
+  RETURN_IF_ERROR(CheckKvRange(layer, block_table, first, count, src.size()));
+  kv_->WritePositions(layer, block_table, first, count, src.data());
+  return absl::OkStatus();
+}
+
 absl::Status CpuBackend::Validate(std::span<const SequenceStep> batch) const {
   if (batch.empty()) return absl::InvalidArgumentError("empty batch");
   for (size_t s = 0; s < batch.size(); ++s) {

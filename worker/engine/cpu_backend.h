@@ -36,6 +36,11 @@ class CpuBackend : public Backend {
                                                             const CpuBackendOptions& options);
 
   absl::Status Forward(std::span<const SequenceStep> batch, StepResult* result) override;
+  absl::Status ReadKv(int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                      int32_t count, std::span<uint8_t> dst) const override;
+  absl::Status WriteKv(int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                       int32_t count, std::span<const uint8_t> src) override;
+  KvLayout kv_layout() const override { return kv_->layout(); }
   const ModelConfig& config() const override { return config_; }
   int32_t num_kv_blocks() const override { return kv_->num_blocks(); }
   std::string_view name() const override { return "cpu"; }
@@ -44,6 +49,8 @@ class CpuBackend : public Backend {
   CpuBackend(const ModelConfig& config, const ModelWeights& weights, std::unique_ptr<KvCache> kv,
              int32_t threads);
   absl::Status Validate(std::span<const SequenceStep> batch) const;
+  absl::Status CheckKvRange(int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                            int32_t count, size_t bytes) const;
   void RunLayer(int32_t layer, int64_t n_tokens);
 
   const ModelConfig& config_;

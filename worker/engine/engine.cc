@@ -1,6 +1,8 @@
 #include "worker/engine/engine.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 #include "common/strings.h"
 #include "worker/engine/kv_cache.h"
@@ -50,6 +52,28 @@ Engine::~Engine() {
 }
 
 absl::Status Engine::Submit(WorkerRequest request, OutputCallback on_output) {
+  if (options_.remote_prefiller == nullptr) request.clear_remote_prefill();
+  return CheckAndQueue(std::move(request), std::move(on_output), nullptr, 0);
+}
+
+absl::Status Engine::SubmitPrefill(const internal::v1::PrefillRequest& prefill,
+                                   std::shared_ptr<KvSendStream> sink, OutputCallback on_output) {
+  const int32_t n = prefill.token_ids_size();
+  if (prefill.send_from() < 0 || prefill.send_from() >= n) {
+    return absl::InvalidArgumentError(StrCat("send_from ", prefill.send_from(),
+                                             " is outside the ", n, " tokens"));
+  }
+  if (sink == nullptr) return absl::InvalidArgumentError("no KV stream to send to");
+  WorkerRequest request;
+  request.set_request_id(PrefillId(prefill.request_id()));
+  *request.mutable_prompt_ids() = prefill.token_ids();
+  request.set_max_tokens(1);  // nothing is sampled; it only sizes the blocks
+  request.set_deadline_unix_ms(prefill.deadline_unix_ms());
+  return CheckAndQueue(std::move(request), std::move(on_output), std::move(sink), prefill.send_from());
+}
+
+absl::Status Engine::CheckAndQueue(WorkerRequest request, OutputCallback on_output,
+                                   std::shared_ptr<KvSendStream> kv_export, int32_t export_from) {
   const int32_t n = request.prompt_ids_size();
   if (request.request_id().empty()) return absl::InvalidArgumentError("request_id is empty");
   if (n == 0) return absl::InvalidArgumentError("the prompt is empty");
@@ -84,7 +108,7 @@ absl::Status Engine::Submit(WorkerRequest request, OutputCallback on_output) {
   }
   active_ids_.insert(request.request_id());
   ++queued_;
-  incoming_.push_back({std::move(request), std::move(on_output)});
+  incoming_.push_back({std::move(request), std::move(on_output), std::move(kv_export), export_from});
   return absl::OkStatus();
 }
 
@@ -99,22 +123,29 @@ EngineStats Engine::Stats() const {
 }
 
 void Engine::Loop() {
+  bool worked = true;
   while (true) {
-    const bool busy = !scheduler_.running().empty() || !scheduler_.waiting().empty();
     {
       absl::MutexLock lock(&mu_);
-      if (!busy) {
-        mu_.Await(absl::Condition(
+      if (!worked) {
+        const absl::Condition news(
             +[](Engine* e) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-              return e->stop_ || !e->incoming_.empty() || !e->cancels_.empty();
+              return e->stop_ || !e->incoming_.empty() || !e->cancels_.empty() ||
+                     !e->arrivals_.empty();
             },
-            this));
+            this);
+        if (scheduler_.running().empty() && scheduler_.waiting().empty()) {
+          mu_.Await(news);
+        } else {
+          // Sequences wait for KV or for blocks: look again soon (deadlines).
+          mu_.AwaitWithTimeout(news, absl::Milliseconds(20));
+        }
       }
       if (stop_) break;
     }
     TakeIncoming();
     FinishCancelled();
-    Step();
+    worked = Step();
     // Stats first: whoever sees a request's final output then also sees the
     // blocks it freed.
     PublishStats();
@@ -136,11 +167,14 @@ void Engine::Loop() {
 void Engine::TakeIncoming() {
   std::vector<Incoming> incoming;
   absl::flat_hash_set<std::string> cancels;
+  std::vector<KvArrival> arrivals;
   {
     absl::MutexLock lock(&mu_);
     incoming.swap(incoming_);
     cancels.swap(cancels_);
+    arrivals.swap(arrivals_);
   }
+  for (KvArrival& a : arrivals) ApplyArrival(std::move(a));
   for (Incoming& in : incoming) {
     auto seq = std::make_unique<Sequence>();
     seq->request = std::move(in.request);
@@ -148,6 +182,8 @@ void Engine::TakeIncoming() {
     seq->arrival = next_arrival_++;
     seq->tokens.assign(seq->request.prompt_ids().begin(), seq->request.prompt_ids().end());
     seq->prompt_len = static_cast<int32_t>(seq->tokens.size());
+    seq->kv_export = std::move(in.kv_export);
+    seq->export_sent = in.export_from;
     seq->stop_ids.insert(seq->request.stop_token_ids().begin(), seq->request.stop_token_ids().end());
     seq->sampler = std::make_unique<Sampler>(ToSamplingOptions(seq->request.sampling()), seq->tokens);
     if (seq->request.deadline_unix_ms() > 0) {
@@ -195,6 +231,9 @@ void Engine::Finish(Sequence* seq, WorkerFinish reason, WorkerOutput* out, const
   out->set_cached_tokens(seq->cached_tokens);
   out->set_completion_tokens(seq->generated());
   by_id_.erase(seq->request.request_id());
+  if (seq->awaiting_kv && options_.remote_prefiller != nullptr) {
+    options_.remote_prefiller->Abort(seq->request.request_id());
+  }
   std::unique_ptr<Sequence> owned = scheduler_.Remove(seq);
   emits_.push_back({&owned->on_output, std::move(*out)});
   finished_.push_back(std::move(owned));
@@ -202,13 +241,15 @@ void Engine::Finish(Sequence* seq, WorkerFinish reason, WorkerOutput* out, const
 
 bool Engine::Step() {
   const std::vector<ScheduledSequence> plan = scheduler_.Schedule();
+  if (options_.remote_prefiller != nullptr) StartRemotePrefills();
   if (plan.empty()) return false;
   std::vector<SequenceStep> steps;
   steps.reserve(plan.size());
   int64_t prefill = 0, decode = 0;
   for (const ScheduledSequence& p : plan) {
     Sequence* s = p.seq;
-    const bool last = s->num_computed + p.num_tokens == static_cast<int32_t>(s->tokens.size());
+    const bool last = s->num_computed + p.num_tokens == static_cast<int32_t>(s->tokens.size()) &&
+                      s->kv_export == nullptr;
     steps.push_back({std::span<const int32_t>(s->tokens).subspan(s->num_computed, p.num_tokens),
                      s->num_computed, s->block_table, last ? LogitsMode::kLast : LogitsMode::kNone});
     if (p.num_tokens == 1 && s->num_computed >= s->prompt_len) {
@@ -228,6 +269,16 @@ bool Engine::Step() {
   for (size_t i = 0; i < plan.size(); ++i) {
     Sequence* s = plan[i].seq;
     scheduler_.Computed(s, plan[i].num_tokens);
+    if (s->kv_export != nullptr) {
+      ExportKv(s);
+      if (s->num_computed == static_cast<int32_t>(s->tokens.size())) {
+        WorkerOutput out;
+        Finish(s, internal::v1::WORKER_FINISH_LENGTH, &out);
+        absl::MutexLock lock(&mu_);
+        ++stats_.kv_exports;
+      }
+      continue;
+    }
     if (step_result_.first_row[i] < 0) continue;
     const std::span<const float> logits(step_result_.Row(step_result_.first_row[i]),
                                         static_cast<size_t>(step_result_.vocab_size));
@@ -274,6 +325,79 @@ bool Engine::Step() {
   return true;
 }
 
+void Engine::StartRemotePrefills() {
+  for (const std::string& id : scheduler_.TakeRemoteAborts()) options_.remote_prefiller->Abort(id);
+  for (Sequence* s : scheduler_.TakeRemoteStarts()) {
+    RemotePrefillJob job;
+    job.request_id = s->request.request_id();
+    job.where = s->request.remote_prefill();
+    job.tokens.assign(s->tokens.begin(), s->tokens.begin() + s->remote_end);
+    job.send_from = s->num_computed;
+    job.deadline_unix_ms = s->request.deadline_unix_ms();
+    job.layout = backend_->kv_layout();
+    const uint64_t generation = s->remote_generation;
+    options_.remote_prefiller->Start(
+        std::move(job), [this, id = job.request_id, generation](
+                            absl::StatusOr<std::unique_ptr<ReceivedKv>> kv) {
+          absl::MutexLock lock(&mu_);
+          arrivals_.push_back({id, generation, std::move(kv)});
+        });
+  }
+}
+
+void Engine::ApplyArrival(KvArrival a) {
+  auto it = by_id_.find(a.request_id);
+  if (it == by_id_.end()) return;  // finished meanwhile
+  Sequence* s = it->second;
+  if (!s->awaiting_kv || s->remote_generation != a.generation) return;  // preempted since
+  s->awaiting_kv = false;
+  absl::Status status = a.kv.status();
+  if (status.ok()) {
+    const ReceivedKv& kv = **a.kv;
+    if (kv.spec.first_position != s->num_computed || kv.spec.end_position != s->remote_end ||
+        kv.spec.layout != backend_->kv_layout()) {
+      status = absl::InternalError("the KV that arrived is not the KV that was asked for");
+    }
+    for (int32_t l = 0; status.ok() && l < kv.spec.layout.num_layers; ++l) {
+      status = backend_->WriteKv(
+          l, s->block_table, kv.spec.first_position, kv.spec.positions(),
+          std::span<const uint8_t>(kv.bytes).subspan(static_cast<size_t>(l * kv.spec.LayerBytes()),
+                                                     static_cast<size_t>(kv.spec.LayerBytes())));
+    }
+  }
+  if (status.ok()) scheduler_.Computed(s, s->remote_end - s->num_computed);
+  absl::MutexLock lock(&mu_);
+  if (!status.ok()) {
+    ++stats_.remote_prefills_failed;
+    std::fprintf(stderr, "tokenfab worker: remote prefill of %s failed (%s); computing it here\n",
+                 a.request_id.c_str(), std::string(status.message()).c_str());
+    return;
+  }
+  ++stats_.remote_prefills_ok;
+}
+
+void Engine::ExportKv(Sequence* s) {
+  const int32_t end = s->num_computed;
+  if (end <= s->export_sent) return;
+  const KvLayout layout = backend_->kv_layout();
+  const int32_t count = end - s->export_sent;
+  for (int32_t l = 0; l < layout.num_layers; ++l) {
+    KvPiece piece;
+    piece.layer = l;
+    piece.first_position = s->export_sent;
+    piece.count = count;
+    piece.bytes.resize(static_cast<size_t>(layout.PositionBytes() * count));
+    // The positions were just computed into this sequence's own blocks.
+    if (absl::Status st = backend_->ReadKv(l, s->block_table, s->export_sent, count, piece.bytes);
+        !st.ok()) {
+      s->kv_export->Abort();
+      return;
+    }
+    s->kv_export->Push(std::move(piece));
+  }
+  s->export_sent = end;
+}
+
 void Engine::Deliver() {
   if (!finished_.empty()) {
     absl::MutexLock lock(&mu_);
@@ -295,6 +419,10 @@ void Engine::PublishStats() {
   stats_.prefix_queries = pool_.prefix_queries();
   stats_.prefix_hits = pool_.prefix_hits();
   queued_ = static_cast<int32_t>(incoming_.size() + scheduler_.waiting().size());
+  int64_t pending = 0;
+  for (const auto& q : scheduler_.running()) pending += std::max(0, q->prompt_len - q->num_computed);
+  for (const auto& q : scheduler_.waiting()) pending += std::max(0, q->prompt_len - q->num_computed);
+  stats_.pending_prefill_tokens = pending;
 }
 
 }  // namespace tokenfab

@@ -25,11 +25,16 @@
 #include "worker/engine/backend.h"
 #include "worker/engine/batch_scheduler.h"
 #include "worker/engine/block_pool.h"
+#include "worker/engine/remote_prefiller.h"
+#include "worker/transport/kv_transport.h"
 
 namespace tokenfab {
 
 struct EngineOptions {
   SchedulerOptions scheduler;
+  // Fetches prompts' KV from prefill workers for requests that carry a
+  // remote_prefill; null computes every prompt here. Must outlive the engine.
+  RemotePrefiller* remote_prefiller = nullptr;
 };
 
 // A consistent snapshot of the engine's state, for load reports and metrics.
@@ -45,6 +50,10 @@ struct EngineStats {
   int64_t preemptions = 0;
   int64_t prefix_queries = 0;  // blocks looked up in the prefix cache
   int64_t prefix_hits = 0;
+  int64_t pending_prefill_tokens = 0;  // prompt tokens admitted, not yet computed
+  int64_t remote_prefills_ok = 0;      // prompts whose KV came from a prefill worker
+  int64_t remote_prefills_failed = 0;  // ... that fell back to computing here
+  int64_t kv_exports = 0;              // prompts computed here for a decode worker
 };
 
 class Engine {
@@ -67,15 +76,33 @@ class Engine {
   // is full. Any thread.
   absl::Status Submit(internal::v1::WorkerRequest request, OutputCallback on_output);
 
+  // Prefill side of disaggregation: computes the KV of `request.token_ids`
+  // (reusing this worker's prefix cache) and pushes positions from
+  // `request.send_from` to `sink` as prefill chunks complete. `on_output`
+  // gets one final output: LENGTH when every piece was pushed (the caller
+  // then finishes the stream), CANCELLED or ERROR otherwise. The engine's id
+  // for it is PrefillId(request.request_id()). Same errors as Submit.
+  absl::Status SubmitPrefill(const internal::v1::PrefillRequest& request,
+                             std::shared_ptr<KvSendStream> sink, OutputCallback on_output);
+  static std::string PrefillId(const std::string& request_id) { return "prefill:" + request_id; }
+
   // Stops a request at the next step (it finishes with CANCELLED). Any thread.
   void Cancel(const std::string& request_id);
 
   EngineStats Stats() const;
+  KvLayout kv_layout() const { return backend_->kv_layout(); }
 
  private:
   struct Incoming {
     internal::v1::WorkerRequest request;
     OutputCallback on_output;
+    std::shared_ptr<KvSendStream> kv_export;
+    int32_t export_from = 0;
+  };
+  struct KvArrival {
+    std::string request_id;
+    uint64_t generation;
+    absl::StatusOr<std::unique_ptr<ReceivedKv>> kv;
   };
   struct Emit {
     OutputCallback* callback;
@@ -85,7 +112,13 @@ class Engine {
   void Loop();
   // One iteration; false when there was nothing to do.
   bool Step();
+  absl::Status CheckAndQueue(internal::v1::WorkerRequest request, OutputCallback on_output,
+                             std::shared_ptr<KvSendStream> kv_export, int32_t export_from);
   void TakeIncoming();
+  void StartRemotePrefills();
+  void ApplyArrival(KvArrival arrival);
+  // Pushes the newly computed positions of a prefill-for-export sequence.
+  void ExportKv(Sequence* seq);
   void FinishCancelled();
   void Finish(Sequence* seq, internal::v1::WorkerFinish reason, internal::v1::WorkerOutput* out,
               const std::string& error = "");
@@ -109,6 +142,7 @@ class Engine {
 
   mutable absl::Mutex mu_;
   std::vector<Incoming> incoming_ ABSL_GUARDED_BY(mu_);
+  std::vector<KvArrival> arrivals_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> cancels_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> active_ids_ ABSL_GUARDED_BY(mu_);
   int32_t queued_ ABSL_GUARDED_BY(mu_) = 0;  // incoming + waiting, for the queue limit

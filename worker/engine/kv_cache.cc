@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstring>
 #include <limits>
 #include <new>
 
@@ -75,6 +76,59 @@ KvLayerView KvCache::LayerView(int32_t layer) const {
     v.v = storage_f32_.data() + base + layer_elems_;
   }
   return v;
+}
+
+namespace {
+
+// Moves one position's heads between the cache (strided by block slot) and a
+// packed [head][dim] row; `to_cache` picks the direction.
+void CopyHeads(uint8_t* cache_base, const KvLayerView& view, int32_t block, int32_t slot,
+               uint8_t* packed, int32_t elem, bool to_cache) {
+  const size_t row = static_cast<size_t>(view.head_dim) * elem;
+  for (int32_t h = 0; h < view.num_kv_heads; ++h) {
+    uint8_t* c = cache_base + view.Offset(block, h, slot) * elem;
+    uint8_t* p = packed + h * row;
+    if (to_cache) {
+      std::memcpy(c, p, row);
+    } else {
+      std::memcpy(p, c, row);
+    }
+  }
+}
+
+}  // namespace
+
+void KvCache::ReadPositions(int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                            int32_t count, uint8_t* dst) const {
+  const KvLayerView view = LayerView(layer);
+  const int32_t elem = layout().ElementBytes();
+  const int64_t half = layout().PositionBytes() / 2 * count;  // K part, then V part
+  auto* k = static_cast<uint8_t*>(const_cast<void*>(view.k));
+  auto* v = static_cast<uint8_t*>(const_cast<void*>(view.v));
+  const int64_t row = layout().PositionBytes() / 2;
+  for (int32_t i = 0; i < count; ++i) {
+    const int32_t pos = first + i;
+    const int32_t block = block_table[pos / kKvBlockSize];
+    CopyHeads(k, view, block, pos % kKvBlockSize, dst + i * row, elem, false);
+    CopyHeads(v, view, block, pos % kKvBlockSize, dst + half + i * row, elem, false);
+  }
+}
+
+void KvCache::WritePositions(int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                             int32_t count, const uint8_t* src) {
+  const KvLayerView view = LayerView(layer);
+  const int32_t elem = layout().ElementBytes();
+  const int64_t half = layout().PositionBytes() / 2 * count;
+  auto* k = static_cast<uint8_t*>(const_cast<void*>(view.k));
+  auto* v = static_cast<uint8_t*>(const_cast<void*>(view.v));
+  const int64_t row = layout().PositionBytes() / 2;
+  auto* s = const_cast<uint8_t*>(src);  // read only: CopyHeads copies into the cache
+  for (int32_t i = 0; i < count; ++i) {
+    const int32_t pos = first + i;
+    const int32_t block = block_table[pos / kKvBlockSize];
+    CopyHeads(k, view, block, pos % kKvBlockSize, s + i * row, elem, true);
+    CopyHeads(v, view, block, pos % kKvBlockSize, s + half + i * row, elem, true);
+  }
 }
 
 void KvCache::Write(int32_t layer, int32_t block, int32_t slot, const float* k, const float* v) {

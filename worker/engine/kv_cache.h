@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -17,6 +18,22 @@ namespace tokenfab {
 
 // Tokens per KV block, everywhere in tokenfab (also the prefix-hash unit).
 inline constexpr int32_t kKvBlockSize = 16;
+
+// The shape of one position's keys and values in every layer; two workers
+// can exchange KV only when their layouts are equal.
+struct KvLayout {
+  int32_t num_layers = 0;
+  int32_t num_kv_heads = 0;
+  int32_t head_dim = 0;
+  KvDType dtype = KvDType::kF16;
+
+  int32_t ElementBytes() const { return dtype == KvDType::kF16 ? 2 : 4; }
+  // Bytes of K and V of one position in one layer.
+  int64_t PositionBytes() const {
+    return 2ll * num_kv_heads * head_dim * ElementBytes();
+  }
+  bool operator==(const KvLayout&) const = default;
+};
 
 struct KvCacheOptions {
   int32_t num_blocks = 0;
@@ -34,6 +51,18 @@ class KvCache {
   int32_t num_blocks() const { return num_blocks_; }
   KvDType dtype() const { return dtype_; }
   KvLayerView LayerView(int32_t layer) const;
+
+  KvLayout layout() const { return {num_layers_, num_kv_heads_, head_dim_, dtype_}; }
+
+  // Copies the keys and values of `layer` at positions [first, first + count)
+  // of the sequence whose blocks are `block_table` to `dst` (Read) or from
+  // `src` (Write), packed as [K|V][position][head][dim] in the cache's element
+  // type: layout().PositionBytes() * count bytes. The caller checked the
+  // table covers the positions and the blocks exist.
+  void ReadPositions(int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                     int32_t count, uint8_t* dst) const;
+  void WritePositions(int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                      int32_t count, const uint8_t* src);
 
   // Stores one token's keys and values (kv_dim floats each) of `layer` at
   // (block, slot), converting to the cache's element type.

@@ -15,6 +15,7 @@
 #include "common/block_hash.h"
 #include "tokenfab/internal/v1/worker.pb.h"
 #include "worker/engine/sampler.h"
+#include "worker/transport/kv_transport.h"
 
 namespace tokenfab {
 
@@ -36,6 +37,21 @@ struct Sequence {
   std::vector<int32_t> block_table;  // block of positions 16*i .. 16*i+15
   int32_t num_committed = 0;         // leading blocks registered in the prefix cache
   uint64_t last_hash = kRootBlockHash;
+
+  // Disaggregated prefill, decode side: the blocks are allocated and another
+  // worker computes the KV of positions [num_computed, remote_end); the
+  // sequence is not scheduled until it arrives or the attempt fails (then it
+  // is computed here). A preemption bumps the generation, so KV that arrives
+  // for an older allocation is dropped.
+  bool awaiting_kv = false;
+  bool remote_tried = false;
+  int32_t remote_end = 0;
+  uint64_t remote_generation = 0;
+
+  // Disaggregated prefill, prefill side: the KV of positions
+  // [export_sent, tokens.size()) goes to this stream as it is computed.
+  std::shared_ptr<KvSendStream> kv_export;
+  int32_t export_sent = 0;
 
   bool admitted_before = false;
   int32_t cached_tokens = 0;  // prompt tokens found in the prefix cache at first admission

@@ -4,6 +4,8 @@
 // requests are refused.
 #include "worker/engine/engine.h"
 
+#include "tests/worker/engine/engine_test_util.h"
+
 #include <random>
 
 #include "absl/synchronization/mutex.h"
@@ -21,98 +23,10 @@
 namespace tokenfab {
 namespace {
 
-using internal::v1::WorkerOutput;
-using internal::v1::WorkerRequest;
-
-struct TinyModel {
-  std::unique_ptr<GgufFile> file;
-  ModelConfig config;
-  ModelWeights weights;
-};
-
-const TinyModel& Model() {
-  static const TinyModel* m = [] {
-    auto* t = new TinyModel;
-    t->file = std::move(*GgufFile::Open(testing::TestDataPath("gguf/tiny-llama-mixed.gguf")));
-    t->config = *ModelConfigFromGguf(*t->file, *RopeFreqFactorsFromGguf(*t->file));
-    t->weights = *WeightsFromGguf(*t->file, t->config);
-    return t;
-  }();
-  return *m;
-}
-
-std::unique_ptr<CpuBackend> Backend(int blocks) {
-  CpuBackendOptions o;
-  o.threads = 2;
-  o.num_kv_blocks = blocks;
-  return std::move(*CpuBackend::Create(Model().config, Model().weights, o));
-}
-
-std::vector<int32_t> Prompt(int seed, int n) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> p(n);
-  for (int32_t& t : p) t = static_cast<int32_t>(rng() % 512);
-  return p;
-}
-
-WorkerRequest Request(const std::string& id, const std::vector<int32_t>& prompt, int max_tokens) {
-  WorkerRequest r;
-  r.set_request_id(id);
-  r.mutable_prompt_ids()->Assign(prompt.begin(), prompt.end());
-  r.set_max_tokens(max_tokens);
-  r.mutable_sampling()->set_seed(1);
-  return r;
-}
-
-// Collects every request's outputs; waits for all to finish. Declare it before the
-// Engine: an engine still delivers (cancelled) outputs until it is destroyed.
-class Collector {
- public:
-  Engine::OutputCallback For(const std::string& id) {
-    return [this, id](const WorkerOutput& out) {
-      absl::MutexLock lock(&mu_);
-      Result& r = results_[id];
-      r.tokens.insert(r.tokens.end(), out.token_ids().begin(), out.token_ids().end());
-      if (out.finish() != internal::v1::WORKER_FINISH_NONE) {
-        r.finish = out.finish();
-        r.final = out;
-        ++finished_;
-      }
-      if (on_output_) on_output_(id, out);
-    };
-  }
-  void WaitFor(int n) {
-    absl::MutexLock lock(&mu_);
-    std::pair<int*, int> want(&finished_, n);
-    mu_.Await(absl::Condition(+[](std::pair<int*, int>* p) { return *p->first >= p->second; }, &want));
-  }
-  struct Result {
-    std::vector<int32_t> tokens;
-    internal::v1::WorkerFinish finish = internal::v1::WORKER_FINISH_NONE;
-    WorkerOutput final;
-  };
-  std::map<std::string, Result> results() {
-    absl::MutexLock lock(&mu_);
-    return results_;
-  }
-  std::function<void(const std::string&, const WorkerOutput&)> on_output_;
-
- private:
-  absl::Mutex mu_;
-  std::map<std::string, Result> results_;
-  int finished_ = 0;
-};
-
-std::vector<int32_t> Alone(const std::vector<int32_t>& prompt, int max_tokens) {
-  auto backend = Backend(64);
-  SingleSequenceOptions o;
-  o.max_tokens = max_tokens;
-  o.sampling.seed = 1;
-  return RunSingleSequence(*backend, prompt, o, [](int32_t) { return true; })->tokens;
-}
+using namespace engine_test;  // NOLINT: the helpers are this test's vocabulary
 
 TEST(EngineTest, ConcurrentRequestsGiveWhatEachGivesAlone) {
-  auto backend = Backend(256);
+  auto backend = TinyBackend(256);
   Collector c;
   Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 8, .max_batched_tokens = 48}});
   for (int i = 0; i < 12; ++i) {
@@ -132,7 +46,7 @@ TEST(EngineTest, ConcurrentRequestsGiveWhatEachGivesAlone) {
 }
 
 TEST(EngineTest, CancellingAThirdMidStreamFreesEveryBlock) {
-  auto backend = Backend(512);
+  auto backend = TinyBackend(512);
   Collector c;
   Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 16, .max_batched_tokens = 64}});
   c.on_output_ = [&](const std::string& id, const WorkerOutput& out) {
@@ -164,7 +78,7 @@ TEST(EngineTest, CancellingAThirdMidStreamFreesEveryBlock) {
 }
 
 TEST(EngineTest, PreemptedRequestsResumeAndFinishUnchanged) {
-  auto backend = Backend(12);  // far fewer blocks than the requests want together
+  auto backend = TinyBackend(12);  // far fewer blocks than the requests want together
   Collector c;
   Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 8, .max_batched_tokens = 64}});
   for (int i = 0; i < 6; ++i) {
@@ -182,7 +96,7 @@ TEST(EngineTest, PreemptedRequestsResumeAndFinishUnchanged) {
 }
 
 TEST(EngineTest, RepeatedPromptIsServedFromThePrefixCache) {
-  auto backend = Backend(64);
+  auto backend = TinyBackend(64);
   Collector c;
   Engine engine(backend.get(), {});
   const std::vector<int32_t> prompt = Prompt(7, 50);
@@ -198,7 +112,7 @@ TEST(EngineTest, RepeatedPromptIsServedFromThePrefixCache) {
 }
 
 TEST(EngineTest, RefusesBadAndExcessRequests) {
-  auto backend = Backend(8);
+  auto backend = TinyBackend(8);
   Collector c;
   // The tiny model finishes a request in a millisecond or two: hold the
   // engine thread at q1's first output so q1 stays in flight while the test
@@ -235,7 +149,7 @@ TEST(EngineTest, RefusesBadAndExcessRequests) {
 }
 
 TEST(EngineTest, APassedDeadlineCancels) {
-  auto backend = Backend(64);
+  auto backend = TinyBackend(64);
   Collector c;
   Engine engine(backend.get(), {});
   WorkerRequest r = Request("d", Prompt(9, 20), 200);
@@ -248,7 +162,7 @@ TEST(EngineTest, APassedDeadlineCancels) {
 
 TEST(EngineTest, StopTokenEndsTheRequest) {
   const std::vector<int32_t> alone = Alone(Prompt(11, 15), 10);
-  auto backend = Backend(64);
+  auto backend = TinyBackend(64);
   Collector c;
   Engine engine(backend.get(), {});
   WorkerRequest r = Request("s", Prompt(11, 15), 10);
