@@ -6,6 +6,8 @@
 
 namespace tokenfab {
 
+uint64_t HashBytes(std::string_view bytes) { return XXH3_64bits(bytes.data(), bytes.size()); }
+
 uint64_t HashBlock(uint64_t parent, std::span<const int32_t> tokens) {
   // The parent hash, then the token ids, little-endian, in one buffer.
   uint8_t buf[8 + 4 * 64];

@@ -7,9 +7,13 @@
 
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 namespace tokenfab {
+
+// XXH3-64 of arbitrary bytes (model fingerprints and the like).
+uint64_t HashBytes(std::string_view bytes);
 
 // The parent hash of a sequence's first block.
 inline constexpr uint64_t kRootBlockHash = 0;

@@ -77,16 +77,20 @@ void Cluster::ReportLoad(const std::string& id, uint64_t session,
   if (w == nullptr) return;
   w->load = load;
   w->last_seen = now;
+  int64_t& last = last_kv_received_[id];
+  kv_bytes_moved_ += load.kv_bytes_received() >= last ? load.kv_bytes_received() - last
+                                                      : load.kv_bytes_received();
+  last = load.kv_bytes_received();
   if (load.draining()) w->draining = true;
 }
 
 void Cluster::ApplyKvEvents(const std::string& id, uint64_t session,
-                            std::span<const internal::v1::KvEvent> events, Clock::time_point now) {
+                            const internal::v1::KvEventBatch& events, Clock::time_point now) {
   absl::MutexLock lock(&mu_);
   Worker* w = Find(id, session);
   if (w == nullptr) return;
   w->last_seen = now;
-  for (const internal::v1::KvEvent& e : events) index_.Apply(id, e);
+  for (const internal::v1::KvEvent& e : events.events()) index_.Apply(id, e);
 }
 
 std::vector<std::string> Cluster::Expire(Clock::time_point now) {
@@ -265,9 +269,9 @@ std::map<std::pair<std::string, std::string>, int64_t> Cluster::Decisions() cons
   return decisions_;
 }
 
-void Cluster::CountDecision(const std::string& decision, const std::string& reason) {
+int64_t Cluster::KvBytesMoved() const {
   absl::MutexLock lock(&mu_);
-  ++decisions_[{decision, reason}];
+  return kv_bytes_moved_;
 }
 
 }  // namespace tokenfab

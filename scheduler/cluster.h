@@ -44,7 +44,7 @@ struct RoutingOptions {
   int32_t block_size = 16;
   int32_t disagg_threshold = 512;            // tokens; 0 turns disaggregation off
   int64_t max_prefill_queue_tokens = 16384;  // the prefill pool's queued tokens, summed
-  double request_weight = 4.0;               // cost of one active request, in blocks
+  float request_weight = 4.0f;               // cost of one active request, in blocks
   std::chrono::milliseconds liveness{2000};
 };
 
@@ -85,7 +85,7 @@ class Cluster {
   void ReportLoad(const std::string& worker_id, uint64_t session,
                   const internal::v1::WorkerLoadReport& load, Clock::time_point now);
   void ApplyKvEvents(const std::string& worker_id, uint64_t session,
-                     std::span<const internal::v1::KvEvent> events, Clock::time_point now);
+                     const internal::v1::KvEventBatch& events, Clock::time_point now);
   // Workers silent for longer than the liveness limit: removed and returned.
   std::vector<std::string> Expire(Clock::time_point now);
 
@@ -112,8 +112,9 @@ class Cluster {
   std::map<std::string, int32_t> WorkersByRole() const;
   // Decisions so far, by (decision, reason).
   std::map<std::pair<std::string, std::string>, int64_t> Decisions() const;
-  // Counts a decision made outside Route (e.g. a migration's local prefill).
-  void CountDecision(const std::string& decision, const std::string& reason);
+  // KV bytes the workers have received from prefill workers, summed over
+  // their reports (a worker's restart is a counter reset, as in Prometheus).
+  int64_t KvBytesMoved() const;
 
  private:
   struct Worker {
@@ -142,6 +143,8 @@ class Cluster {
   uint64_t next_session_ ABSL_GUARDED_BY(mu_) = 1;
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_){std::random_device{}()};
   std::map<std::pair<std::string, std::string>, int64_t> decisions_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int64_t> last_kv_received_ ABSL_GUARDED_BY(mu_);
+  int64_t kv_bytes_moved_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 const char* RoleName(internal::v1::WorkerRole role);

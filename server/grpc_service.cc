@@ -11,6 +11,7 @@
 #include "google/protobuf/unknown_field_set.h"
 #include "grpcpp/support/proto_buffer_reader.h"
 #include "grpcpp/support/proto_buffer_writer.h"
+#include "server/queued_stream_writer.h"
 #include "worker/tokenizer/utf8.h"
 
 namespace tokenfab {
@@ -48,36 +49,21 @@ grpc::ByteBuffer Serialize(const google::protobuf::Message& m) {
   return buffer;
 }
 
-class GenerateReactor;
-
 bool IsFinal(const v1::GenerateResponse& r) { return r.finish_reason() != v1::FINISH_REASON_UNSPECIFIED; }
 
-// Between the worker thread (responses) and gRPC's threads (write
-// completions): queues responses and starts one write at a time. Writes are
-// started outside the lock, because gRPC may run the completion inline.
+using ResponseWriter = QueuedStreamWriter<v1::GenerateResponse, grpc::ByteBuffer>;
+
+// The router's sink for one call: responses into the call's writer.
 class StreamSink : public ResponseSink {
  public:
-  explicit StreamSink(GenerateReactor* reactor) : reactor_(reactor) {}
-
-  void OnResponse(const v1::GenerateResponse& response) override;
-  void WriteDone(bool ok);
-  void Detach() {
-    absl::MutexLock lock(&mu_);
-    reactor_ = nullptr;
-  }
+  explicit StreamSink(grpc::ServerWriteReactor<grpc::ByteBuffer>* reactor)
+      : writer_(reactor, IsFinal, [](const v1::GenerateResponse& r) { return Serialize(r); }) {}
+  void OnResponse(const v1::GenerateResponse& response) override { writer_.Push(response); }
+  void WriteDone(bool ok) { writer_.WriteDone(ok); }
+  void Detach() { writer_.Detach(); }
 
  private:
-  // Takes the next queued response into current_ if no write is in flight;
-  // returns the reactor to write with, or null.
-  GenerateReactor* NextLocked(bool* last) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Write(GenerateReactor* reactor, bool last);
-
-  absl::Mutex mu_;
-  GenerateReactor* reactor_ ABSL_GUARDED_BY(mu_);
-  std::deque<v1::GenerateResponse> queue_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool broken_ ABSL_GUARDED_BY(mu_) = false;  // a write failed: the client is gone
-  grpc::ByteBuffer current_;  // the message in flight; replaced only between writes
+  ResponseWriter writer_;
 };
 
 class GenerateReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
@@ -132,82 +118,16 @@ class GenerateReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-void StreamSink::OnResponse(const v1::GenerateResponse& response) {
-  GenerateReactor* reactor;
-  bool last = false;
-  bool finish = false;
-  {
-    absl::MutexLock lock(&mu_);
-    if (reactor_ == nullptr) return;
-    if (broken_) {
-      // The client is gone: nothing more is written, but the call still has
-      // to be finished once the request ends, or the server cannot shut down.
-      if (!IsFinal(response)) return;
-      finish = true;
-      reactor = std::exchange(reactor_, nullptr);
-    } else {
-      queue_.push_back(response);
-      reactor = NextLocked(&last);
-    }
-  }
-  // Outside the lock: gRPC may run the write completion inline.
-  if (finish) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
-  } else {
-    Write(reactor, last);
-  }
-}
-
-void StreamSink::WriteDone(bool ok) {
-  GenerateReactor* reactor = nullptr;
-  bool last = false;
-  {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (ok) {
-      reactor = NextLocked(&last);
-    } else {
-      // A failed write means the client is gone; OnCancel cancels the
-      // request. If its final response is already queued, finish now;
-      // otherwise OnResponse does when it comes.
-      broken_ = true;
-      const bool final_queued = std::any_of(queue_.begin(), queue_.end(), IsFinal);
-      queue_.clear();
-      if (!final_queued || reactor_ == nullptr) return;
-      reactor = std::exchange(reactor_, nullptr);
-    }
-  }
-  // Outside the lock: gRPC may run completions (OnDone included) inline.
-  if (ok) {
-    Write(reactor, last);
-  } else {
-    reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
-  }
-}
-
-GenerateReactor* StreamSink::NextLocked(bool* last) {
-  if (writing_ || queue_.empty() || reactor_ == nullptr) return nullptr;
-  *last = IsFinal(queue_.front());
-  current_ = Serialize(queue_.front());
-  queue_.pop_front();
-  writing_ = true;
-  return reactor_;
-}
-
-void StreamSink::Write(GenerateReactor* reactor, bool last) {
-  if (reactor == nullptr) return;
-  if (last) {
-    reactor->StartWriteAndFinish(&current_, grpc::WriteOptions(), grpc::Status::OK);
-  } else {
-    reactor->StartWrite(&current_);
-  }
-}
-
 }  // namespace
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+absl::Status FromGrpcStatus(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
 absl::Status ParseRequest(const grpc::ByteBuffer& bytes, google::protobuf::Message* out) {

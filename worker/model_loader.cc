@@ -1,7 +1,9 @@
 #include "worker/model_loader.h"
 
+#include <cstdio>
 #include <filesystem>
 
+#include "common/block_hash.h"
 #include "common/mapped_file.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -124,6 +126,27 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
     return absl::NotFoundError(StrCat(path, ": no such file or directory"));
   }
   return m;
+}
+
+}  // namespace tokenfab
+
+namespace tokenfab {
+
+std::string ModelFingerprint(const LoadedModel& model) {
+  const ModelConfig& c = model.config;
+  std::string canonical = StrCat(c.arch_name, "|", c.vocab_size, "|", c.hidden_size, "|",
+                                 c.intermediate_size, "|", c.num_layers, "|", c.num_heads, "|",
+                                 c.num_kv_heads, "|", c.head_dim, "|", c.context_length, "|",
+                                 c.rope_theta, "|", c.tied_embeddings, "|", c.qkv_bias);
+  if (model.tokenizer != nullptr) {
+    for (int32_t id = 0; id < model.tokenizer->vocab_size(); ++id) {
+      canonical += '\0';
+      canonical += model.tokenizer->TokenText(id);
+    }
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(HashBytes(canonical)));
+  return hex;
 }
 
 }  // namespace tokenfab

@@ -46,6 +46,11 @@ struct ModelLoadOptions {
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
                                                        const ModelLoadOptions& options = {});
 
+// Identifies what a model computes as far as the router can tell without
+// its weights: architecture, shapes, context, and every vocabulary entry.
+// Router and workers compare it when a worker attaches.
+std::string ModelFingerprint(const LoadedModel& model);
+
 }  // namespace tokenfab
 
 #endif  // TOKENFAB_WORKER_MODEL_LOADER_H_

@@ -17,6 +17,8 @@ constexpr Command kCommands[] = {
     {"tokenize", "print the token ids of a text", RunTokenize},
     {"bench", "load generator: throughput, TTFT and ITL of a running server", RunBench},
     {"serve", "serve a model over gRPC and the OpenAI HTTP API", RunServe},
+    {"router", "route requests across attached workers (disaggregated prefill/decode)", RunRouter},
+    {"worker", "run a worker that attaches to a router", RunWorker},
     {"complete", "stream a completion from a running server (gRPC client)", RunComplete},
 };
 

@@ -37,10 +37,11 @@ struct Fixture {
   }
   // The worker now caches `hashes` (as its KV events would say).
   void Stored(const std::string& id, const std::vector<uint64_t>& hashes) {
-    internal::v1::KvEvent e;
-    e.set_kind(internal::v1::KvEvent::STORED);
-    for (uint64_t h : hashes) e.add_block_hashes(h);
-    cluster.ApplyKvEvents(id, sessions[id], std::span(&e, 1), Clock::now());
+    internal::v1::KvEventBatch batch;
+    internal::v1::KvEvent* e = batch.add_events();
+    e->set_kind(internal::v1::KvEvent::STORED);
+    for (uint64_t h : hashes) e->add_block_hashes(h);
+    cluster.ApplyKvEvents(id, sessions[id], batch, Clock::now());
   }
   Cluster cluster;
   std::map<std::string, uint64_t> sessions;

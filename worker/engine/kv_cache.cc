@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <new>
@@ -14,6 +15,16 @@ namespace tokenfab {
 uint64_t KvCache::BytesPerBlock(const ModelConfig& c, KvDType dtype) {
   const uint64_t elem = dtype == KvDType::kF16 ? 2 : 4;
   return 2ull * c.num_layers * c.num_kv_heads * kKvBlockSize * c.head_dim * elem;
+}
+
+absl::StatusOr<int32_t> KvCache::BlocksIn(const ModelConfig& config, KvDType dtype, int64_t mib) {
+  const uint64_t block_bytes = BytesPerBlock(config, dtype);
+  const int64_t blocks = (mib << 20) / static_cast<int64_t>(block_bytes);
+  if (blocks < 1) {
+    return absl::InvalidArgumentError(StrCat("--kv-cache-mb ", mib, " holds no KV block of this model (",
+                                             block_bytes, " bytes each)"));
+  }
+  return static_cast<int32_t>(std::min<int64_t>(blocks, 1 << 30));
 }
 
 absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& config,

@@ -47,6 +47,8 @@ class KvCache {
 
   // Bytes one block takes across all layers (keys and values).
   static uint64_t BytesPerBlock(const ModelConfig& config, KvDType dtype);
+  // How many blocks `mib` MiB hold; InvalidArgument if not even one.
+  static absl::StatusOr<int32_t> BlocksIn(const ModelConfig& config, KvDType dtype, int64_t mib);
 
   int32_t num_blocks() const { return num_blocks_; }
   KvDType dtype() const { return dtype_; }

@@ -1,0 +1,72 @@
+#include "server/cli/engine_flags.h"
+
+#include <pthread.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "common/status_macros.h"
+#include "common/strings.h"
+
+namespace tokenfab {
+
+void AddEngineFlags(FlagSet& flags, EngineFlags* f, int32_t default_threads) {
+  f->threads = default_threads;
+  flags.AddInt("threads", &f->threads, StrCat("engine threads (default ", default_threads, ")"));
+  flags.AddInt("kv-cache-mb", &f->kv_cache_mb, "memory for the KV cache in MiB (default 1024)");
+  flags.AddString("kv-cache-type", &f->kv_cache_type, "f16 (default) or f32");
+  flags.AddInt("max-num-seqs", &f->max_num_seqs, "sequences in one batch (default 32)");
+  flags.AddInt("max-batched-tokens", &f->max_batched_tokens,
+               "tokens in one step, prefill chunks included (default 512)");
+  flags.AddInt("max-queue", &f->max_queue,
+               "requests waiting before new ones get RESOURCE_EXHAUSTED / 429 (default 256)");
+}
+
+absl::Status CheckRange(std::string_view name, int64_t v, int64_t lo, int64_t hi) {
+  if (v < lo || v > hi) {
+    return absl::InvalidArgumentError(StrCat("--", name, " must be between ", lo, " and ", hi, ", got ", v));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckEngineFlags(const EngineFlags& f) {
+  RETURN_IF_ERROR(CheckRange("threads", f.threads, 1, 1024));
+  RETURN_IF_ERROR(CheckRange("kv-cache-mb", f.kv_cache_mb, 1, 1 << 22));
+  RETURN_IF_ERROR(CheckRange("max-num-seqs", f.max_num_seqs, 1, 4096));
+  RETURN_IF_ERROR(CheckRange("max-batched-tokens", f.max_batched_tokens, 1, 1 << 20));
+  RETURN_IF_ERROR(CheckRange("max-queue", f.max_queue, 0, 1 << 20));
+  if (f.kv_cache_type != "f16" && f.kv_cache_type != "f32") {
+    return absl::InvalidArgumentError(StrCat("--kv-cache-type must be f16 or f32, got '", f.kv_cache_type, "'"));
+  }
+  return absl::OkStatus();
+}
+
+std::string DefaultModelPath() {
+  const char* xdg = std::getenv("XDG_CACHE_HOME");
+  const char* home = std::getenv("HOME");
+  const std::string cache = xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/root") + "/.cache";
+  return cache + "/tokenfab/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+}
+
+std::string ModelIdFor(const std::string& model_path, const std::string& model_id_flag) {
+  if (!model_id_flag.empty()) return model_id_flag;
+  std::string id = std::filesystem::path(model_path).filename().replace_extension().string();
+  return id.empty() ? "model" : id;
+}
+
+sigset_t BlockTerminationSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
+
+const char* WaitForSignal(const sigset_t& signals) {
+  int sig = 0;
+  sigwait(&signals, &sig);
+  return sig == SIGINT ? "SIGINT" : "SIGTERM";
+}
+
+}  // namespace tokenfab

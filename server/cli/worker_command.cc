@@ -1,0 +1,110 @@
+// tokenfab worker: loads the model, serves the Worker API (Generate,
+// Prefill) and attaches to a router. SIGTERM (or the router's drain order)
+// drains it: no new requests, the ones in flight finish, then it exits.
+//
+//   tokenfab worker --router HOST:PORT --role prefill|decode|both [--model PATH]
+//                   [--listen HOST:PORT] [--device cpu] [--transport tcp]
+//                   [--threads N] [--metrics-port P] ...
+#include <cstdio>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "common/strings.h"
+#include "scheduler/cluster.h"
+#include "server/cli/cli_util.h"
+#include "server/cli/commands.h"
+#include "server/cli/engine_flags.h"
+#include "server/engine_metrics.h"
+#include "server/frontend.h"
+#include "server/worker_node.h"
+
+namespace tokenfab {
+
+absl::StatusOr<internal::v1::WorkerRole> ParseRole(const std::string& role) {
+  if (role == "both") return internal::v1::WORKER_ROLE_BOTH;
+  if (role == "prefill") return internal::v1::WORKER_ROLE_PREFILL;
+  if (role == "decode") return internal::v1::WORKER_ROLE_DECODE;
+  return absl::InvalidArgumentError(StrCat("--role must be prefill, decode or both, got '", role, "'"));
+}
+
+int RunWorker(const std::vector<std::string>& args) {
+  std::string model_path, role = "both", metrics_host = "0.0.0.0";
+  int32_t metrics_port = -1, prefill_timeout_ms = 30000, drain_timeout_s = 60;
+  EngineFlags engine;
+  WorkerNodeOptions o;
+  FlagSet flags("worker", "Run a worker: load the model, attach to a router, serve its requests.");
+  flags.AddString("router", &o.router, "the router's internal address, HOST:PORT (required)", true);
+  flags.AddString("role", &role, "prefill, decode or both (default both)");
+  flags.AddString("model", &model_path, "GGUF file or Hugging Face folder (default: the setup step's SmolLM2)");
+  flags.AddString("listen", &o.listen, "address of this worker's service (default 127.0.0.1:0, a free port)");
+  flags.AddString("advertise-host", &o.advertise_host,
+                  "host the router and other workers dial (default: the --listen host)");
+  flags.AddString("id", &o.id, "worker id (default: its address)");
+  flags.AddString("device", &o.device, "cpu (default) or cuda:N");
+  flags.AddString("transport", &o.transport, "KV transport: tcp (default; CPU workers) or nccl (GPU workers)");
+  flags.AddInt("metrics-port", &metrics_port, "Prometheus /metrics port (default: none; 0 picks one)");
+  flags.AddInt("prefill-timeout-ms", &prefill_timeout_ms,
+               "give up on a remote prefill after this long and compute it here (default 30000)");
+  flags.AddInt("drain-timeout-s", &drain_timeout_s,
+               "on SIGTERM, how long requests in flight may take to finish (default 60)");
+  AddEngineFlags(flags, &engine, 1);
+  if (int rc = ParseFlagsOrExit(flags, "worker", args); rc >= 0) return rc;
+  auto parsed_role = ParseRole(role);
+  absl::Status check = parsed_role.status();
+  if (check.ok()) check = CheckEngineFlags(engine);
+  if (check.ok()) check = CheckRange("metrics-port", metrics_port, -1, 65535);
+  if (check.ok()) check = CheckRange("prefill-timeout-ms", prefill_timeout_ms, 1, 3600000);
+  if (check.ok()) check = CheckRange("drain-timeout-s", drain_timeout_s, 0, 86400);
+  if (!check.ok()) {
+    ReportError("worker", check);
+    return kExitUsage;
+  }
+  if (model_path.empty()) model_path = DefaultModelPath();
+  o.role = *parsed_role;
+  o.threads = engine.threads;
+  o.kv_cache_mb = engine.kv_cache_mb;
+  o.kv_dtype = engine.kv_dtype();
+  o.scheduler = engine.scheduler();
+  o.prefill_timeout = std::chrono::milliseconds(prefill_timeout_ms);
+
+  const sigset_t signals = BlockTerminationSignals();
+  auto model = LoadModel(model_path);
+  if (!model.ok()) return ReportError("worker", model.status());
+  auto node = WorkerNode::Start(**model, o);
+  if (!node.ok()) return ReportError("worker", node.status());
+  std::unique_ptr<MetricsEndpoint> exposer;
+  if (metrics_port >= 0) {
+    auto e = MetricsEndpoint::Start(metrics_host, metrics_port,
+                          {std::make_shared<EngineMetrics>(std::vector<EngineSource>{
+                              {"", &(*node)->engine(), &(*node)->transport()}})});
+    if (!e.ok()) return ReportError("worker", e.status());
+    exposer = std::move(*e);
+  }
+  std::fprintf(stderr, "tokenfab worker %s: %s on %s, role %s, router %s, KV over %s at %s%s\n",
+               (*node)->id().c_str(), model_path.c_str(), (*node)->address().c_str(), role.c_str(),
+               o.router.c_str(), std::string((*node)->transport().kind()).c_str(),
+               (*node)->transport().endpoint().c_str(),
+               exposer ? StrCat(", metrics on port ", exposer->port()).c_str() : "");
+  std::fflush(stderr);
+
+  absl::Notification signalled;
+  std::thread([&signals, &signalled] {
+    WaitForSignal(signals);
+    signalled.Notify();
+  }).detach();
+  while (!signalled.HasBeenNotified() && !(*node)->exit_requested().HasBeenNotified()) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  if (absl::Status refused = (*node)->exit_status(); !refused.ok()) {
+    return ReportError("worker", refused);
+  }
+  std::fprintf(stderr, "tokenfab worker %s: draining\n", (*node)->id().c_str());
+  const bool drained = (*node)->Drain(absl::Seconds(drain_timeout_s));
+  std::fprintf(stderr, "tokenfab worker %s: %s; exiting\n", (*node)->id().c_str(),
+               drained ? "every request finished" : "drain timed out, cancelling the rest");
+  node->reset();
+  return 0;
+}
+
+}  // namespace tokenfab

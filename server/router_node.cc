@@ -1,0 +1,56 @@
+#include "server/router_node.h"
+
+#include "common/strings.h"
+#include "server/router_metrics.h"
+#include "worker/transport/kv_wire.h"
+
+namespace tokenfab {
+
+absl::StatusOr<std::unique_ptr<RouterNode>> RouterNode::Start(
+    const LoadedModel& model, const RouterNodeOptions& o,
+    std::vector<std::shared_ptr<prometheus::Collectable>> extra_metrics) {
+  std::unique_ptr<RouterNode> node(new RouterNode());
+  node->cluster_ = std::make_unique<Cluster>(o.routing, ModelFingerprint(model), kKvWireVersion);
+  node->stubs_ = std::make_shared<WorkerStubs>();
+  node->client_ = std::make_unique<ClusterWorkerClient>(node->cluster_.get(), node->stubs_);
+  RouterOptions ro;
+  ro.model_id = o.model_id;
+  node->router_ = std::make_unique<Router>(model, node->client_.get(), ro);
+
+  ClusterWorkerClient* client = node->client_.get();
+  node->control_ = std::make_unique<ControlService>(
+      node->cluster_.get(), [client](const std::string& id) { client->WorkerGone(id); });
+  node->admin_ = std::make_unique<AdminService>(node->cluster_.get());
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(StrCat(o.internal_host, ":", o.internal_port), grpc::InsecureServerCredentials(),
+                           &node->internal_port_);
+  builder.RegisterService(node->control_.get());
+  builder.RegisterService(node->admin_.get());
+  node->internal_ = builder.BuildAndStart();
+  if (!node->internal_ || node->internal_port_ == 0) {
+    return absl::UnavailableError(
+        StrCat("cannot listen for workers on ", o.internal_host, ":", o.internal_port));
+  }
+  extra_metrics.push_back(std::make_shared<RouterMetrics>(node->cluster_.get(), client));
+  auto frontend = Frontend::Start(node->router_.get(), o.frontend, extra_metrics);
+  if (!frontend.ok()) return frontend.status();
+  node->frontend_ = std::move(*frontend);
+  return node;
+}
+
+void RouterNode::Shutdown() {
+  if (frontend_) frontend_->Shutdown();
+}
+
+RouterNode::~RouterNode() {
+  Shutdown();
+  client_.reset();  // cancels the worker calls still open and waits for them
+  frontend_.reset();
+  if (internal_) {
+    internal_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    internal_->Wait();
+  }
+  control_.reset();
+}
+
+}  // namespace tokenfab

@@ -1,0 +1,61 @@
+// A router: the public faces (Frontend) over the request path (Router),
+// routing across the workers that attach to its internal port (Cluster,
+// ClusterWorkerClient, ControlService, AdminService). `tokenfab router`
+// runs one; `tokenfab serve --workers N` runs one with N WorkerNodes in the
+// same process.
+#ifndef TOKENFAB_SERVER_ROUTER_NODE_H_
+#define TOKENFAB_SERVER_ROUTER_NODE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/grpcpp.h"
+#include "scheduler/cluster.h"
+#include "server/cluster_worker_client.h"
+#include "server/control_service.h"
+#include "server/frontend.h"
+#include "server/router.h"
+#include "worker/model_loader.h"
+
+namespace tokenfab {
+
+struct RouterNodeOptions {
+  FrontendOptions frontend;
+  std::string model_id;
+  std::string internal_host = "0.0.0.0";
+  int32_t internal_port = 50052;  // 0 picks one
+  RoutingOptions routing;
+};
+
+class RouterNode {
+ public:
+  // `model` (tokenizer and template are enough) must outlive the node.
+  static absl::StatusOr<std::unique_ptr<RouterNode>> Start(
+      const LoadedModel& model, const RouterNodeOptions& options,
+      std::vector<std::shared_ptr<prometheus::Collectable>> extra_metrics = {});
+  ~RouterNode();
+
+  Frontend& frontend() { return *frontend_; }
+  int internal_port() const { return internal_port_; }
+  Cluster& cluster() { return *cluster_; }
+  // Stops the public faces (requests in flight are cancelled after 2 s).
+  void Shutdown();
+
+ private:
+  RouterNode() = default;
+  std::unique_ptr<Cluster> cluster_;
+  std::shared_ptr<WorkerStubs> stubs_;
+  std::unique_ptr<ClusterWorkerClient> client_;
+  std::unique_ptr<Router> router_;
+  std::unique_ptr<ControlService> control_;
+  std::unique_ptr<AdminService> admin_;
+  std::unique_ptr<grpc::Server> internal_;
+  int internal_port_ = 0;
+  std::unique_ptr<Frontend> frontend_;
+};
+
+}  // namespace tokenfab
+
+#endif  // TOKENFAB_SERVER_ROUTER_NODE_H_

@@ -1,0 +1,204 @@
+#include "server/worker_node.h"
+
+#include <cstdio>
+
+#include "absl/time/clock.h"
+#include "common/status_macros.h"
+#include "common/strings.h"
+#include "server/grpc_service.h"
+#include "scheduler/cluster.h"
+#include "server/worker_stubs.h"
+#include "worker/transport/kv_wire.h"
+#include "worker/transport/tcp_transport.h"
+
+namespace tokenfab {
+namespace {
+
+absl::Status CheckOptions(const WorkerNodeOptions& o) {
+  if (o.router.empty()) return absl::InvalidArgumentError("--router HOST:PORT is required");
+  if (o.device.rfind("cuda:", 0) == 0) {
+    return absl::UnimplementedError(
+        StrCat("--device ", o.device, ": this build has no CUDA backend yet; use --device cpu"));
+  }
+  if (o.device != "cpu") {
+    return absl::InvalidArgumentError(StrCat("--device must be cpu or cuda:N, got '", o.device, "'"));
+  }
+  if (o.transport == "nccl") {
+    return absl::FailedPreconditionError(
+        "--transport nccl moves KV between GPU workers; a --device cpu worker uses --transport tcp");
+  }
+  if (o.transport != "tcp") {
+    return absl::InvalidArgumentError(StrCat("--transport must be tcp or nccl, got '", o.transport, "'"));
+  }
+  if (o.threads < 1 || o.threads > 1024) {
+    return absl::InvalidArgumentError(StrCat("--threads must be between 1 and 1024, got ", o.threads));
+  }
+  if (o.listen.rfind(':') == std::string::npos) {
+    return absl::InvalidArgumentError(StrCat("--listen must be HOST:PORT, got '", o.listen, "'"));
+  }
+  return absl::OkStatus();
+}
+
+// Forwards the engine's KV events to the attach stream once it exists
+// (the engine starts first; no request runs before the attach, but nothing
+// is lost if one did).
+class KvEventRelay {
+ public:
+  void Forward(std::vector<internal::v1::KvEvent> events) {
+    absl::MutexLock lock(&mu_);
+    if (target_ == nullptr) {
+      for (auto& e : events) early_.push_back(std::move(e));
+      return;
+    }
+    target_->OnKvEvents(std::move(events));
+  }
+  void SetTarget(AttachClient* target) {
+    absl::MutexLock lock(&mu_);
+    target_ = target;
+    if (target_ != nullptr && !early_.empty()) target_->OnKvEvents(std::exchange(early_, {}));
+  }
+
+ private:
+  absl::Mutex mu_;
+  AttachClient* target_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::vector<internal::v1::KvEvent> early_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel& model,
+                                                              const WorkerNodeOptions& o) {
+  RETURN_IF_ERROR(CheckOptions(o));
+  std::unique_ptr<WorkerNode> node(new WorkerNode());
+  const std::string listen_host = o.listen.substr(0, o.listen.rfind(':'));
+  std::string host = o.advertise_host;
+  if (host.empty()) host = listen_host == "0.0.0.0" || listen_host == "[::]" ? "127.0.0.1" : listen_host;
+
+  ASSIGN_OR_RETURN(const int32_t blocks, KvCache::BlocksIn(model.config, o.kv_dtype, o.kv_cache_mb));
+  CpuBackendOptions bo;
+  bo.threads = o.threads;
+  bo.kv_dtype = o.kv_dtype;
+  bo.num_kv_blocks = blocks;
+  ASSIGN_OR_RETURN(node->backend_, CpuBackend::Create(model.config, model.weights, bo));
+
+  TcpTransportOptions to;
+  to.listen_host = listen_host == "[::]" ? "::" : listen_host;
+  to.advertise_host = host;
+  ASSIGN_OR_RETURN(node->transport_, TcpTransport::Create(to));
+
+  node->stubs_ = std::make_shared<WorkerStubs>();
+  node->prefiller_ = std::make_unique<TransportPrefiller>(
+      node->transport_.get(),
+      [stubs = node->stubs_](const internal::v1::RemotePrefill& where, internal::v1::PrefillRequest request,
+                             std::chrono::system_clock::time_point deadline,
+                             std::function<void(absl::Status)> reply) {
+        auto context = std::make_shared<grpc::ClientContext>();
+        context->set_deadline(deadline);
+        auto req = std::make_shared<internal::v1::PrefillRequest>(std::move(request));
+        auto resp = std::make_shared<internal::v1::PrefillReply>();
+        stubs->Get(where.address())
+            ->async()
+            ->Prefill(context.get(), req.get(), resp.get(),
+                      [context, req, resp, reply](grpc::Status s) { reply(FromGrpcStatus(s)); });
+        return std::function<void()>([context] { context->TryCancel(); });
+      },
+      o.prefill_timeout);
+
+  auto relay = std::make_shared<KvEventRelay>();
+  EngineOptions eo;
+  eo.scheduler = o.scheduler;
+  eo.remote_prefiller = node->prefiller_.get();
+  node->engine_ = std::make_unique<Engine>(
+      node->backend_.get(), eo,
+      [relay](std::vector<internal::v1::KvEvent> events) { relay->Forward(std::move(events)); });
+
+  node->service_ = std::make_unique<WorkerService>(node->engine_.get(), node->transport_.get());
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(node->service_.get());
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  node->server_ = builder.BuildAndStart();
+  if (node->server_ == nullptr || port == 0) {
+    return absl::UnavailableError(StrCat("cannot listen for the worker service on ", o.listen));
+  }
+  node->address_ = StrCat(host.find(':') != std::string::npos && host.front() != '[' ? StrCat("[", host, "]") : host,
+                          ":", port);
+  node->id_ = o.id.empty() ? node->address_ : o.id;
+
+  internal::v1::WorkerHello hello;
+  hello.set_worker_id(node->id_);
+  hello.set_address(node->address_);
+  hello.set_role(o.role);
+  hello.set_kv_blocks_total(blocks);
+  hello.set_max_num_seqs(o.scheduler.max_num_seqs);
+  hello.set_max_queue(o.scheduler.max_queue);
+  hello.set_model_fingerprint(ModelFingerprint(model));
+  hello.set_kv_wire_version(kKvWireVersion);
+  hello.set_kv_transport(std::string(node->transport_->kind()));
+  hello.set_device(o.device);
+  WorkerNode* raw = node.get();
+  AttachCallbacks callbacks;
+  callbacks.load = [raw] { return raw->LoadReport(); };
+  callbacks.on_role = [raw](internal::v1::WorkerRole role) {
+    std::fprintf(stderr, "tokenfab worker %s: role is now %s\n", raw->id_.c_str(), RoleName(role));
+  };
+  callbacks.on_drain = [raw] { raw->exit_requested_.Notify(); };
+  callbacks.on_refused = [raw](absl::Status s) {
+    {
+      absl::MutexLock lock(&raw->mu_);
+      raw->exit_status_ = s;
+    }
+    raw->exit_requested_.Notify();
+  };
+  node->attach_ = std::make_unique<AttachClient>(o.router, std::move(hello), std::move(callbacks),
+                                                 o.report_interval);
+  relay->SetTarget(node->attach_.get());
+  return node;
+}
+
+WorkerNode::~WorkerNode() {
+  if (attach_ != nullptr) attach_.reset();
+  // Calls in flight are cancelled; the engine (still running) ends their
+  // requests, which finishes the calls.
+  if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  engine_.reset();
+  if (server_ != nullptr) server_->Wait();
+  prefiller_.reset();
+  transport_.reset();
+}
+
+absl::Status WorkerNode::exit_status() const {
+  absl::MutexLock lock(&mu_);
+  return exit_status_;
+}
+
+internal::v1::WorkerLoadReport WorkerNode::LoadReport() const {
+  const EngineStats s = engine_->Stats();
+  const KvTransportStats t = transport_->Stats();
+  internal::v1::WorkerLoadReport r;
+  r.set_running(s.running);
+  r.set_waiting(s.waiting);
+  r.set_kv_blocks_used(s.kv_blocks_used);
+  r.set_pending_prefill_tokens(s.pending_prefill_tokens);
+  r.set_draining(service_->draining());
+  r.set_kv_bytes_sent(t.bytes_sent);
+  r.set_kv_bytes_received(t.bytes_received);
+  r.set_remote_prefills_ok(s.remote_prefills_ok);
+  r.set_remote_prefills_failed(s.remote_prefills_failed);
+  return r;
+}
+
+bool WorkerNode::Drain(absl::Duration timeout) {
+  service_->StartDraining();
+  attach_->ReportNow();
+  const absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    const EngineStats s = engine_->Stats();
+    if (service_->calls_in_flight() == 0 && s.running == 0 && s.waiting == 0) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return false;
+}
+
+}  // namespace tokenfab

@@ -1,0 +1,93 @@
+// One worker: the model's engine with its KV transport and remote
+// prefiller, the Worker gRPC service on its own port, and the Attach stream
+// to the router. `tokenfab worker` runs one per process; `tokenfab serve
+// --workers N` runs N in the router's process, over the same loopback gRPC
+// and TCP paths.
+//
+// Drain: new calls are refused (the router stops routing here once the next
+// load report says draining), calls in flight finish, then Drain returns.
+#ifndef TOKENFAB_SERVER_WORKER_NODE_H_
+#define TOKENFAB_SERVER_WORKER_NODE_H_
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+#include "server/attach_client.h"
+#include "server/worker_service.h"
+#include "worker/engine/cpu_backend.h"
+#include "worker/engine/engine.h"
+#include "worker/model_loader.h"
+#include "worker/transport/kv_transport.h"
+#include "worker/transport/transport_prefiller.h"
+
+namespace tokenfab {
+
+class WorkerStubs;
+
+struct WorkerNodeOptions {
+  std::string router;  // host:port of the router's internal port
+  std::string id;      // default: the address it listens on
+  internal::v1::WorkerRole role = internal::v1::WORKER_ROLE_BOTH;
+  std::string listen = "127.0.0.1:0";  // the Worker service
+  std::string advertise_host;          // what the router and peers dial (default: the listen host)
+  std::string device = "cpu";
+  std::string transport = "tcp";
+  int32_t threads = 1;
+  int32_t kv_cache_mb = 1024;
+  KvDType kv_dtype = KvDType::kF16;
+  SchedulerOptions scheduler;
+  std::chrono::milliseconds prefill_timeout{30000};
+  std::chrono::milliseconds report_interval{200};
+};
+
+class WorkerNode {
+ public:
+  // Checks the options, builds the engine over `model` (which must outlive
+  // the node), starts serving and attaches to the router.
+  static absl::StatusOr<std::unique_ptr<WorkerNode>> Start(const LoadedModel& model,
+                                                           const WorkerNodeOptions& options);
+  ~WorkerNode();
+
+  const std::string& id() const { return id_; }
+  const std::string& address() const { return address_; }
+  Engine& engine() { return *engine_; }
+  const Engine& engine() const { return *engine_; }
+  const KvTransport& transport() const { return *transport_; }
+  internal::v1::WorkerRole role() const { return attach_->role(); }
+  bool attached() const { return attach_->attached(); }
+
+  // Refuses new calls, tells the router, and waits (up to `timeout`) until
+  // the calls in flight have finished. True if they all did.
+  bool Drain(absl::Duration timeout);
+
+  // Notified when the process should drain and exit: the router ordered a
+  // drain, or refused this worker (exit_status() then says why).
+  absl::Notification& exit_requested() { return exit_requested_; }
+  absl::Status exit_status() const;
+
+ private:
+  WorkerNode() = default;
+  internal::v1::WorkerLoadReport LoadReport() const;
+
+  std::string id_, address_;
+  std::unique_ptr<CpuBackend> backend_;
+  std::unique_ptr<KvTransport> transport_;
+  std::shared_ptr<WorkerStubs> stubs_;
+  std::unique_ptr<TransportPrefiller> prefiller_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<WorkerService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<AttachClient> attach_;
+  absl::Notification exit_requested_;
+  mutable absl::Mutex mu_;
+  absl::Status exit_status_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tokenfab
+
+#endif  // TOKENFAB_SERVER_WORKER_NODE_H_

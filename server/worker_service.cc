@@ -1,0 +1,97 @@
+#include "server/worker_service.h"
+
+#include <memory>
+
+#include "server/grpc_service.h"
+#include "server/queued_stream_writer.h"
+#include "worker/transport/transport_prefiller.h"
+
+namespace tokenfab {
+namespace {
+
+using internal::v1::WorkerOutput;
+using OutputWriter = QueuedStreamWriter<WorkerOutput, WorkerOutput>;
+
+bool IsFinal(const WorkerOutput& o) { return o.finish() != internal::v1::WORKER_FINISH_NONE; }
+
+const grpc::Status kDraining(grpc::StatusCode::UNAVAILABLE, "the worker is draining");
+
+class GenerateReactor : public grpc::ServerWriteReactor<WorkerOutput> {
+ public:
+  GenerateReactor(Engine* engine, std::atomic<int32_t>* in_flight, bool draining,
+                  const internal::v1::WorkerRequest& request)
+      : engine_(engine),
+        counter_(in_flight),
+        id_(request.request_id()),
+        writer_(std::make_shared<OutputWriter>(this, IsFinal, [](const WorkerOutput& o) { return o; })) {
+    if (draining) {
+      writer_->Detach();
+      Finish(kDraining);
+      return;
+    }
+    absl::Status s = engine_->Submit(request, [w = writer_](const WorkerOutput& out) { w->Push(out); });
+    if (!s.ok()) {
+      writer_->Detach();
+      Finish(ToGrpcStatus(s));
+    }
+  }
+  void OnWriteDone(bool ok) override { writer_->WriteDone(ok); }
+  void OnCancel() override { engine_->Cancel(id_); }
+  void OnDone() override {
+    writer_->Detach();
+    delete this;
+  }
+
+ private:
+  Engine* engine_;
+  WorkerService::Counter counter_;
+  const std::string id_;
+  std::shared_ptr<OutputWriter> writer_;
+};
+
+class PrefillReactor : public grpc::ServerUnaryReactor {
+ public:
+  PrefillReactor(Engine* engine, KvTransport* transport, std::atomic<int32_t>* in_flight,
+                 bool draining, const internal::v1::PrefillRequest& request,
+                 internal::v1::PrefillReply* reply)
+      : engine_(engine), counter_(in_flight), id_(Engine::PrefillId(request.request_id())) {
+    if (draining) {
+      Complete(kDraining);
+      return;
+    }
+    absl::Status s = ServePrefill(*engine, *transport, request,
+                                  [this, reply](absl::StatusOr<internal::v1::PrefillReply> r) {
+                                    if (r.ok()) *reply = *r;
+                                    Complete(ToGrpcStatus(r.status()));
+                                  });
+    if (!s.ok()) Complete(ToGrpcStatus(s));
+  }
+  void OnCancel() override { engine_->Cancel(id_); }
+  void OnDone() override { delete this; }
+
+ private:
+  void Complete(const grpc::Status& status) {
+    // Finish may run OnDone (delete this) inline: nothing after it.
+    if (!finished_.exchange(true)) Finish(status);
+  }
+
+  Engine* engine_;
+  WorkerService::Counter counter_;
+  const std::string id_;
+  std::atomic<bool> finished_{false};
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<WorkerOutput>* WorkerService::Generate(
+    grpc::CallbackServerContext*, const internal::v1::WorkerRequest* request) {
+  return new GenerateReactor(engine_, &in_flight_, draining_, *request);
+}
+
+grpc::ServerUnaryReactor* WorkerService::Prefill(grpc::CallbackServerContext*,
+                                                 const internal::v1::PrefillRequest* request,
+                                                 internal::v1::PrefillReply* reply) {
+  return new PrefillReactor(engine_, transport_, &in_flight_, draining_, *request, reply);
+}
+
+}  // namespace tokenfab
