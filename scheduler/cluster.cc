@@ -257,6 +257,14 @@ std::vector<internal::v1::WorkerInfo> Cluster::Workers() const {
   return out;
 }
 
+bool Cluster::HasDecodeWorker() const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [id, w] : workers_) {
+    if (Decodes(w.role) && !w.draining) return true;
+  }
+  return false;
+}
+
 std::map<std::string, int32_t> Cluster::WorkersByRole() const {
   absl::MutexLock lock(&mu_);
   std::map<std::string, int32_t> out{{"both", 0}, {"prefill", 0}, {"decode", 0}};

@@ -108,6 +108,8 @@ class Cluster {
   Orders TakeOrders(const std::string& worker_id, uint64_t session);
 
   std::vector<internal::v1::WorkerInfo> Workers() const;
+  // Whether a worker that can decode (and is not draining) is attached.
+  bool HasDecodeWorker() const;
   // Attached workers by role name ("prefill", "decode", "both").
   std::map<std::string, int32_t> WorkersByRole() const;
   // Decisions so far, by (decision, reason).

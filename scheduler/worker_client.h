@@ -40,6 +40,9 @@ class WorkerClient {
   virtual void Cancel(const std::string& request_id) = 0;
 
   virtual WorkerLoad Load() const = 0;
+
+  // Whether a request submitted now has a worker to run on (health checks).
+  virtual bool Ready() const { return true; }
 };
 
 }  // namespace tokenfab

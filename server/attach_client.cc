@@ -95,6 +95,7 @@ grpc::Status AttachClient::Session() {
   }
   auto stream = stub->Attach(&context);
   bool ok = stream->Write(hello);
+  bool ended = false;  // guarded by mu_
   std::thread reader;
   if (ok) {
     reader = std::thread([&] {
@@ -113,10 +114,11 @@ grpc::Status AttachClient::Session() {
           if (callbacks_.on_drain) callbacks_.on_drain();
         }
       }
-      // The stream ended: wake the writer.
+      // The router ended the stream: wake the writer, which then reads the
+      // status (cancelling here would hide a refusal behind CANCELLED).
       absl::MutexLock lock(&mu_);
+      ended = true;
       report_now_ = true;
-      context.TryCancel();
     });
   }
   auto next_report = std::chrono::steady_clock::now();
@@ -132,7 +134,7 @@ grpc::Status AttachClient::Session() {
                                },
                                this),
                            absl::Microseconds(std::max<int64_t>(0, wait.count())));
-      if (stop_) break;
+      if (stop_ || ended) break;
       events.swap(pending_);
       if (report_now_) next_report = std::chrono::steady_clock::now();
       report_now_ = false;
@@ -149,7 +151,12 @@ grpc::Status AttachClient::Session() {
       next_report = std::chrono::steady_clock::now() + interval_;
     }
   }
-  context.TryCancel();
+  bool router_ended;
+  {
+    absl::MutexLock lock(&mu_);
+    router_ended = ended;
+  }
+  if (!router_ended) context.TryCancel();  // unblocks the reader
   if (reader.joinable()) reader.join();
   {
     absl::MutexLock lock(&mu_);

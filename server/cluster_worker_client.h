@@ -40,6 +40,7 @@ class ClusterWorkerClient : public WorkerClient {
   absl::Status Submit(internal::v1::WorkerRequest request, OutputCallback on_output) override;
   void Cancel(const std::string& request_id) override;
   WorkerLoad Load() const override;
+  bool Ready() const override { return cluster_->HasDecodeWorker(); }
 
   // The worker left (its attach stream ended or it went silent): its
   // requests migrate.

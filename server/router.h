@@ -54,6 +54,8 @@ class Router {
   absl::StatusOr<v1::TokenizeResponse> Tokenize(const v1::TokenizeRequest& request) const;
   v1::ListModelsResponse ListModels() const;
 
+  // False while no worker could take a request (/health says 503).
+  bool Ready() const { return worker_->Ready(); }
   const std::string& model_id() const { return options_.model_id; }
   int32_t retry_after_seconds() const { return options_.retry_after_seconds; }
   const LoadedModel& model() const { return model_; }

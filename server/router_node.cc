@@ -44,13 +44,14 @@ void RouterNode::Shutdown() {
 
 RouterNode::~RouterNode() {
   Shutdown();
-  client_.reset();  // cancels the worker calls still open and waits for them
-  frontend_.reset();
+  // Attach streams end first: their reactors tell the client workers left.
   if (internal_) {
-    internal_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    internal_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
     internal_->Wait();
   }
   control_.reset();
+  client_.reset();  // cancels the worker calls still open and waits for them
+  frontend_.reset();
 }
 
 }  // namespace tokenfab

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "absl/time/clock.h"
 #include "common/strings.h"
 #include "common/thread_pool.h"
 #include "server/cli/cli_util.h"
@@ -147,6 +148,13 @@ int RunServe(const std::vector<std::string>& args) {
   {
     absl::MutexLock lock(&deferred->mu);
     deferred->inner = std::make_unique<EngineMetrics>(sources);
+  }
+  // Ready when every worker has attached (a client could otherwise arrive first).
+  for (const auto& node : nodes) {
+    for (int i = 0; i < 500 && !node->attached(); ++i) absl::SleepFor(absl::Milliseconds(20));
+    if (!node->attached()) {
+      return ReportError("serve", absl::UnavailableError(StrCat("worker ", node->id(), " did not attach")));
+    }
   }
   std::fprintf(stderr,
                "tokenfab serve: model %s (%s), %d workers (%d prefill) of %d threads, disaggregation above %d tokens\n"

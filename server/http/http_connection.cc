@@ -181,6 +181,9 @@ void Connection::Handle(Request& request) {
   };
   if (path == "/health") {
     if (method != http::verb::get) return not_allowed("GET");
+    if (!state_->router->Ready()) {
+      return SendJson(503, Json{{"status", "unavailable"}, {"reason", "no decode worker is attached"}});
+    }
     return SendJson(200, Json{{"status", "ok"}});
   }
   if (path == "/v1/models" || path.starts_with("/v1/models/")) {

@@ -25,14 +25,14 @@ CACHE = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".ca
 DEFAULT_MODEL = CACHE / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def _binary() -> str:
+def binary() -> str:
     path = os.environ.get("TOKENFAB_BINARY", str(ROOT / "build" / "server" / "tokenfab"))
     if not os.path.exists(path):
         pytest.fail(f"{path} is missing: build first (scripts/test does)")
     return path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -42,9 +42,9 @@ class Server:
     def __init__(self, *extra_args: str, model: str = str(DEFAULT_MODEL)):
         if not os.path.exists(model):
             pytest.fail(f"{model} is missing: run scripts/setup")
-        self.grpc_port, self.http_port, self.metrics_port = _free_port(), _free_port(), _free_port()
+        self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
         self.log = tempfile.NamedTemporaryFile(prefix="tokenfab-serve-", suffix=".log", delete=False)
-        args = [_binary(), "serve", "--model", model, "--host", "127.0.0.1",
+        args = [binary(), "serve", "--model", model, "--host", "127.0.0.1",
                 "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port),
                 "--metrics-port", str(self.metrics_port), "--threads", "2", *extra_args]
         self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
@@ -120,8 +120,10 @@ def grpc_modules(tmp_path_factory):
     import grpc_tools
 
     include = pathlib.Path(grpc_tools.__file__).parent / "_proto"
+    protos = ["tokenfab/v1/generation.proto", "tokenfab/internal/v1/worker.proto",
+              "tokenfab/internal/v1/control.proto"]
     rc = protoc.main(["protoc", f"-I{proto_root}", f"-I{include}", f"--python_out={out}",
-                      f"--grpc_python_out={out}", str(proto_root / "tokenfab/v1/generation.proto")])
+                      f"--grpc_python_out={out}", *[str(proto_root / p) for p in protos]])
     assert rc == 0, "protoc failed"
     sys.path.insert(0, str(out))
     from tokenfab.v1 import generation_pb2, generation_pb2_grpc  # noqa: E402

@@ -1,0 +1,148 @@
+"""Multi-process clusters on loopback for the disaggregation tests: a real
+`tokenfab router` and real `tokenfab worker` processes, with helpers to
+read Prometheus metrics and drive the router's admin API."""
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+import grpc
+
+from conftest import DEFAULT_MODEL, binary, free_port
+
+
+def scrape(url: str) -> dict:
+    """Prometheus text -> {'name{labels}': value}."""
+    with urllib.request.urlopen(url, timeout=5) as r:
+        body = r.read().decode()
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            out[key] = float(value)
+    return out
+
+
+class Proc:
+    def __init__(self, name: str, args: list):
+        self.name = name
+        self.log = tempfile.NamedTemporaryFile(prefix=f"tokenfab-{name}-", suffix=".log", delete=False)
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return pathlib.Path(self.log.name).read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill9(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self, timeout: float = 60) -> int:
+        if self.alive():
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+class Cluster:
+    """A router; workers are added with start_worker()."""
+
+    def __init__(self, grpc_modules, *router_args: str, model: str = str(DEFAULT_MODEL)):
+        self.model = model
+        self.grpc_port, self.http_port = free_port(), free_port()
+        self.metrics_port, self.internal_port = free_port(), free_port()
+        self.router = Proc("router", [binary(), "router", "--model", model, "--host", "127.0.0.1",
+                                      "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port),
+                                      "--metrics-port", str(self.metrics_port),
+                                      "--internal-port", str(self.internal_port), *router_args])
+        self.workers = {}
+        self.worker_metrics = {}
+        self.http_url = f"http://127.0.0.1:{self.http_port}"
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        self.model_id = pathlib.Path(model).stem
+        self._channel = grpc.insecure_channel(f"127.0.0.1:{self.internal_port}")
+        self._admin_channel = self._channel
+        from tokenfab.internal.v1 import control_pb2, control_pb2_grpc
+        self.control_pb2 = control_pb2
+        self.admin = control_pb2_grpc.RouterAdminStub(self._channel)
+        pb2, pb2_grpc = grpc_modules
+        self.pb2 = pb2
+        self._public = grpc.insecure_channel(self.grpc_target)
+        self.stub = pb2_grpc.GenerationStub(self._public)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if not self.router.alive():
+                raise RuntimeError(f"router exited:\n{self.router.output()}")
+            try:
+                self.list_workers()
+                return
+            except grpc.RpcError:
+                time.sleep(0.1)
+        raise RuntimeError(f"router did not start:\n{self.router.output()}")
+
+    def start_worker(self, worker_id: str, role: str, *args: str, wait: bool = True,
+                     model: str = None) -> Proc:
+        port = free_port()
+        self.worker_metrics[worker_id] = f"http://127.0.0.1:{port}/metrics"
+        p = Proc(f"worker-{worker_id}", [binary(), "worker", "--router", f"127.0.0.1:{self.internal_port}",
+                                         "--role", role, "--model", model or self.model, "--id", worker_id,
+                                         "--threads", "1", "--kv-cache-mb", "96",
+                                         "--metrics-port", str(port), *args])
+        self.workers[worker_id] = p
+        if wait:
+            self.wait_for_worker(worker_id)
+        return p
+
+    def wait_for_worker(self, worker_id: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if worker_id in {w.worker_id for w in self.list_workers()}:
+                return
+            p = self.workers.get(worker_id)
+            if p is not None and not p.alive():
+                raise RuntimeError(f"worker {worker_id} exited:\n{p.output()}")
+            time.sleep(0.1)
+        raise RuntimeError(f"worker {worker_id} did not attach:\n{self.router.output()}")
+
+    def list_workers(self):
+        return self.admin.ListWorkers(self.control_pb2.ListWorkersRequest(), timeout=5).workers
+
+    def metrics(self) -> dict:
+        return scrape(self.metrics_url)
+
+    def worker_metric(self, worker_id: str, name: str) -> float:
+        return scrape(self.worker_metrics[worker_id]).get(name, 0.0)
+
+    def generate(self, prompt: str, max_tokens: int, timeout: float = 300, **fields):
+        """One greedy Generate stream; returns (token ids, final response)."""
+        ids, final = [], None
+        req = self.pb2.GenerateRequest(prompt=prompt, max_tokens=max_tokens, stop_at_eos=False,
+                                       sampling=self.pb2.SamplingParams(temperature=0), **fields)
+        for r in self.stub.Generate(req, timeout=timeout):
+            ids.extend(r.token_ids)
+            if r.finish_reason:
+                final = r
+        return ids, final
+
+    def close(self) -> None:
+        for p in self.workers.values():
+            p.stop(timeout=30)
+        self.router.stop(timeout=30)
+        self._channel.close()
+        self._public.close()
+
+    def logs(self) -> str:
+        parts = [f"--- router\n{self.router.output()}"]
+        parts += [f"--- {name}\n{p.output()}" for name, p in self.workers.items()]
+        return "\n".join(parts)

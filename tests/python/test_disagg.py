@@ -1,0 +1,231 @@
+"""Disaggregated serving across real processes on loopback: `tokenfab router`
+with `tokenfab worker`s of each role, driven by grpcio clients. Greedy
+decoding makes every comparison exact: the CPU engine is bit-identical
+however a sequence's KV was computed or moved."""
+import concurrent.futures
+import threading
+import time
+
+import grpc
+import pytest
+
+from cluster import Cluster
+from conftest import Server
+from prompts import PROMPTS
+
+SENTENCES = [
+    "The river ran past the old mill where the children used to play in summer.",
+    "A quiet morning settled over the harbour as the boats returned with their catch.",
+    "Scientists measured the temperature of the lake every day for a whole year.",
+    "In the library, rows of dusty books waited for someone to open them again.",
+    "The train left the station at dawn and crossed three countries before night.",
+]
+
+
+def long_prompt(i: int, sentences: int) -> str:
+    # The number first: no two prompts share a prefix block.
+    return f"Story {i}. " + " ".join(SENTENCES[(i + k) % len(SENTENCES)] for k in range(sentences))
+
+
+@pytest.fixture
+def cluster(grpc_modules):
+    made = []
+
+    def make(*router_args, **kwargs):
+        c = Cluster(grpc_modules, *router_args, **kwargs)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def reference(server, grpc_modules, prompts, max_tokens):
+    """The aggregated output: the same prompts through `tokenfab serve`."""
+    pb2, pb2_grpc = grpc_modules
+    with grpc.insecure_channel(server.grpc_target) as ch:
+        stub = pb2_grpc.GenerationStub(ch)
+        out = []
+        for p in prompts:
+            req = pb2.GenerateRequest(prompt=p, max_tokens=max_tokens, stop_at_eos=False,
+                                      sampling=pb2.SamplingParams(temperature=0))
+            out.append([t for r in stub.Generate(req, timeout=300) for t in r.token_ids])
+        return out
+
+
+def test_disaggregated_greedy_output_equals_aggregated(server, grpc_modules, cluster):
+    c = cluster("--disagg-threshold", "16")
+    c.start_worker("P", "prefill")
+    c.start_worker("D", "decode")
+    prompts = [long_prompt(i, 1 + i % 4) for i in range(10)]
+    want = reference(server, grpc_modules, prompts, 16)
+    for i, p in enumerate(prompts):
+        ids, final = c.generate(p, 16)
+        assert ids == want[i], f"prompt {i} differs through prefill+decode workers:\n{c.logs()}"
+        assert final.usage.completion_tokens == 16
+    m = c.metrics()
+    assert m['tokenfab_router_prefill_decisions_total{decision="remote",reason="above_threshold"}'] == 10
+    assert c.worker_metric("D", 'tokenfab_worker_remote_prefills_total{result="ok"}') == 10
+    assert c.worker_metric("P", "tokenfab_worker_kv_exports_total") == 10
+    assert c.worker_metric("D", 'tokenfab_worker_kv_transfer_bytes_total{direction="received"}') > 0
+    assert m['tokenfab_router_workers{role="prefill"}'] == 1
+    assert m['tokenfab_router_workers{role="decode"}'] == 1
+
+
+def test_two_prefill_two_decode_workers_under_64_concurrent_mixed_requests(cluster):
+    c = cluster("--disagg-threshold", "48")
+    for w, role in [("P0", "prefill"), ("P1", "prefill"), ("D0", "decode"), ("D1", "decode")]:
+        c.start_worker(w, role)
+    prompts = [long_prompt(i, 3) if i % 2 else PROMPTS[i % len(PROMPTS)] for i in range(64)]
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+        results = list(pool.map(lambda p: c.generate(p, 8), prompts))
+    for ids, final in results:
+        assert final is not None and len(ids) == 8, c.logs()
+    m = c.metrics()
+    remote = m['tokenfab_router_prefill_decisions_total{decision="remote",reason="above_threshold"}']
+    local = sum(v for k, v in m.items()
+                if k.startswith("tokenfab_router_prefill_decisions_total") and 'decision="local"' in k)
+    assert remote > 0 and local > 0, m
+    assert remote + local == 64
+    assert m["tokenfab_router_kv_transfer_bytes_total"] > 0 or time.sleep(0.5) or \
+        c.metrics()["tokenfab_router_kv_transfer_bytes_total"] > 0
+    assert sum(c.worker_metric(d, 'tokenfab_worker_kv_transfer_bytes_total{direction="received"}')
+               for d in ("D0", "D1")) > 0
+
+
+def stream_all(c, prompts, max_tokens, started, results):
+    """Streams each prompt on its own thread; `started` counts streams with >= 4 tokens."""
+    def run(i):
+        ids = []
+        req = c.pb2.GenerateRequest(prompt=prompts[i], max_tokens=max_tokens, stop_at_eos=False,
+                                    sampling=c.pb2.SamplingParams(temperature=0))
+        counted = False
+        for r in c.stub.Generate(req, timeout=300):
+            ids.extend(r.token_ids)
+            if len(ids) >= 4 and not counted:
+                counted = True
+                started.release()
+            if r.finish_reason:
+                results[i] = (ids, r.finish_reason)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def test_killing_a_decode_worker_mid_stream_migrates_its_requests(server, grpc_modules, cluster):
+    c = cluster("--disagg-threshold", "0")
+    c.start_worker("D0", "decode")
+    c.start_worker("D1", "decode")
+    prompts = PROMPTS[:6]
+    want = reference(server, grpc_modules, prompts, 40)
+    started = threading.Semaphore(0)
+    results = {}
+    threads = stream_all(c, prompts, 40, started, results)
+    for _ in prompts:
+        assert started.acquire(timeout=120), c.logs()
+    busy = [w.worker_id for w in c.list_workers() if w.active_requests > 0]
+    assert busy, "no worker has requests in flight"
+    c.workers[busy[0]].kill9()
+    for t in threads:
+        t.join(timeout=300)
+    for i in range(len(prompts)):
+        assert i in results, f"stream {i} did not complete:\n{c.logs()}"
+        assert results[i][0] == want[i], f"stream {i} differs after the migration:\n{c.logs()}"
+    assert c.metrics()["tokenfab_router_migrations_total"] >= 1
+
+
+def test_a_killed_prefill_worker_falls_back_and_a_restarted_one_rejoins(server, grpc_modules, cluster):
+    c = cluster("--disagg-threshold", "16")
+    c.start_worker("P", "prefill")
+    c.start_worker("D", "decode")
+    prompts = [long_prompt(i, 2) for i in range(4)]
+    want = reference(server, grpc_modules, prompts, 8)
+    assert c.generate(prompts[0], 8)[0] == want[0]
+    c.workers["P"].kill9()
+    # Requests right after the kill: the prefill worker is gone (its stream
+    # broke, or the remote prefill fails and the decode worker recomputes).
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda p: c.generate(p, 8)[0], prompts[1:]))
+    assert got == want[1:], c.logs()
+    assert "P" not in {w.worker_id for w in c.list_workers()}
+    # Restarted, it attaches again and takes prefills.
+    c.start_worker("P", "prefill")
+    before = c.metrics()['tokenfab_router_prefill_decisions_total{decision="remote",reason="above_threshold"}']
+    assert c.generate(long_prompt(9, 3), 8)[1].usage.completion_tokens == 8
+    after = c.metrics()['tokenfab_router_prefill_decisions_total{decision="remote",reason="above_threshold"}']
+    assert after == before + 1
+    assert c.worker_metric("P", "tokenfab_worker_kv_exports_total") == 1
+
+
+def test_set_role_moves_a_worker_between_pools_without_dropping_its_requests(server, grpc_modules, cluster):
+    c = cluster("--disagg-threshold", "0")
+    c.start_worker("A", "both")
+    prompts = PROMPTS[:3]
+    want = reference(server, grpc_modules, prompts, 32)
+    started = threading.Semaphore(0)
+    results = {}
+    threads = stream_all(c, prompts, 32, started, results)
+    for _ in prompts:
+        assert started.acquire(timeout=120)
+    c.start_worker("B", "both")
+    c.admin.SetWorkerRole(c.control_pb2.SetWorkerRoleRequest(
+        worker_id="A", role=c.control_pb2.WORKER_ROLE_PREFILL), timeout=5)
+    for t in threads:
+        t.join(timeout=300)
+    assert [results[i][0] for i in range(3)] == want, c.logs()
+    roles = {w.worker_id: w.role for w in c.list_workers()}
+    assert roles["A"] == c.control_pb2.WORKER_ROLE_PREFILL
+    decoded_before = c.worker_metric("A", "tokenfab_worker_decode_tokens_total")
+    for p in PROMPTS[3:6]:
+        c.generate(p, 4)
+    assert c.worker_metric("A", "tokenfab_worker_decode_tokens_total") == decoded_before
+    assert c.metrics()['tokenfab_router_workers{role="prefill"}'] == 1
+    assert c.metrics()["tokenfab_router_migrations_total"] == 0
+
+
+def test_sigterm_drains_a_worker(server, grpc_modules, cluster):
+    c = cluster("--disagg-threshold", "0")
+    c.start_worker("A", "both")
+    prompts = PROMPTS[:3]
+    want = reference(server, grpc_modules, prompts, 32)
+    started = threading.Semaphore(0)
+    results = {}
+    threads = stream_all(c, prompts, 32, started, results)
+    for _ in prompts:
+        assert started.acquire(timeout=120)
+    c.start_worker("B", "both")
+    c.workers["A"].process.send_signal(2 if False else 15)  # SIGTERM
+    for t in threads:
+        t.join(timeout=300)
+    assert [results[i][0] for i in range(3)] == want, c.logs()
+    assert c.workers["A"].process.wait(timeout=60) == 0, c.workers["A"].output()
+    assert "every request finished" in c.workers["A"].output()
+    assert c.metrics()["tokenfab_router_migrations_total"] == 0
+    # New requests go to the worker that is left.
+    assert c.generate(PROMPTS[4], 4)[1].usage.completion_tokens == 4
+
+
+def test_a_worker_with_another_model_is_refused(cluster):
+    from conftest import ROOT
+    c = cluster()
+    p = c.start_worker("X", "both", wait=False, model=str(ROOT / "tests/data/hf/tiny-llama"))
+    assert p.process.wait(timeout=60) == 1
+    assert "serves another model" in p.output(), p.output()
+    assert c.list_workers() == [] or len(c.list_workers()) == 0
+
+
+def test_serve_with_workers_uses_the_cluster_paths(server, grpc_modules):
+    s = Server("--workers", "2", "--prefill-workers", "1", "--disagg-threshold", "16", "--threads", "1")
+    try:
+        prompts = [long_prompt(i, 2) for i in range(3)]
+        want = reference(server, grpc_modules, prompts, 12)
+        got = reference(s, grpc_modules, prompts, 12)
+        assert got == want, s.output()
+        from cluster import scrape
+        m = scrape(s.metrics_url)
+        assert m['tokenfab_router_prefill_decisions_total{decision="remote",reason="above_threshold"}'] == 3
+        assert m['tokenfab_worker_kv_exports_total{worker="worker-0"}'] == 3
+    finally:
+        assert s.stop() == 0, s.output()
