@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_util.h"
 #include "common/thread_pool.h"
 #include "server/cli/flags.h"
 #include "worker/engine/cpu_backend.h"
@@ -27,20 +28,6 @@ namespace tokenfab {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string CpuName() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown CPU";
-}
-
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 double PeakRssMiB() {
   rusage u;
@@ -142,7 +129,7 @@ int Main(const std::vector<std::string>& args) {
   std::iota(blocks.begin(), blocks.end(), 0);
 
   std::printf("tokenfab engine_bench\n");
-  std::printf("machine: %s, %d hardware threads\n", CpuName().c_str(), HardwareThreads());
+  std::printf("machine: %s, %d hardware threads\n", bench::CpuName().c_str(), HardwareThreads());
   std::printf("model: %s (%s, %d layers, hidden %d)\n", model_path.c_str(), c.name.c_str(),
               c.num_layers, c.hidden_size);
   std::printf("engine: cpu backend, %d threads, f16 KV cache, median of %d runs\n", threads, repeats);
@@ -151,19 +138,19 @@ int Main(const std::vector<std::string>& args) {
   for (int p : {128, 512}) {
     std::vector<double> t;
     for (int i = 0; i < repeats; ++i) t.push_back(TimePrefill(**backend, Tokens(p, c.vocab_size), blocks));
-    std::printf("prefill %4d tokens: %8.1f tokens/s (%.3f s)\n", p, p / Median(t), Median(t));
+    std::printf("prefill %4d tokens: %8.1f tokens/s (%.3f s)\n", p, p / bench::Median(t), bench::Median(t));
   }
   for (int ctx : {128, 1024}) {
     std::vector<double> t;
     for (int i = 0; i < repeats; ++i) t.push_back(TimeDecode(**backend, ctx, 64, blocks));
-    std::printf("decode at context %4d: %8.1f tokens/s (%.2f ms/token)\n", ctx, 1.0 / Median(t),
-                1e3 * Median(t));
+    std::printf("decode at context %4d: %8.1f tokens/s (%.2f ms/token)\n", ctx, 1.0 / bench::Median(t),
+                1e3 * bench::Median(t));
   }
   {
     std::vector<double> t;
     for (int i = 0; i < repeats; ++i) t.push_back(TimeBatchDecode(**backend, kBatch, kBatchContext, kBatchSteps, blocks));
     std::printf("decode %d sequences at context %d: %8.1f tokens/s (%.2f ms/step)\n", kBatch, kBatchContext,
-                kBatch / Median(t), 1e3 * Median(t));
+                kBatch / bench::Median(t), 1e3 * bench::Median(t));
   }
   std::printf("peak resident memory: %.0f MiB\n", PeakRssMiB());
   return 0;

@@ -3,6 +3,7 @@ with `tokenfab worker`s of each role, driven by grpcio clients. Greedy
 decoding makes every comparison exact: the CPU engine is bit-identical
 however a sequence's KV was computed or moved."""
 import concurrent.futures
+import signal
 import threading
 import time
 
@@ -114,6 +115,22 @@ def stream_all(c, prompts, max_tokens, started, results):
     return threads
 
 
+def three_streams_on_a_then_b(server, grpc_modules, cluster):
+    """Worker A alone gets three 32-token streams; once each has 4 tokens,
+    worker B attaches. Returns the cluster, the aggregated outputs, the
+    streams' threads and their results."""
+    c = cluster("--disagg-threshold", "0")
+    c.start_worker("A", "both")
+    want = reference(server, grpc_modules, PROMPTS[:3], 32)
+    started = threading.Semaphore(0)
+    results = {}
+    threads = stream_all(c, PROMPTS[:3], 32, started, results)
+    for _ in range(3):
+        assert started.acquire(timeout=120)
+    c.start_worker("B", "both")
+    return c, want, threads, results
+
+
 def test_killing_a_decode_worker_mid_stream_migrates_its_requests(server, grpc_modules, cluster):
     c = cluster("--disagg-threshold", "0")
     c.start_worker("D0", "decode")
@@ -160,16 +177,7 @@ def test_a_killed_prefill_worker_falls_back_and_a_restarted_one_rejoins(server, 
 
 
 def test_set_role_moves_a_worker_between_pools_without_dropping_its_requests(server, grpc_modules, cluster):
-    c = cluster("--disagg-threshold", "0")
-    c.start_worker("A", "both")
-    prompts = PROMPTS[:3]
-    want = reference(server, grpc_modules, prompts, 32)
-    started = threading.Semaphore(0)
-    results = {}
-    threads = stream_all(c, prompts, 32, started, results)
-    for _ in prompts:
-        assert started.acquire(timeout=120)
-    c.start_worker("B", "both")
+    c, want, threads, results = three_streams_on_a_then_b(server, grpc_modules, cluster)
     c.admin.SetWorkerRole(c.control_pb2.SetWorkerRoleRequest(
         worker_id="A", role=c.control_pb2.WORKER_ROLE_PREFILL), timeout=5)
     for t in threads:
@@ -186,17 +194,8 @@ def test_set_role_moves_a_worker_between_pools_without_dropping_its_requests(ser
 
 
 def test_sigterm_drains_a_worker(server, grpc_modules, cluster):
-    c = cluster("--disagg-threshold", "0")
-    c.start_worker("A", "both")
-    prompts = PROMPTS[:3]
-    want = reference(server, grpc_modules, prompts, 32)
-    started = threading.Semaphore(0)
-    results = {}
-    threads = stream_all(c, prompts, 32, started, results)
-    for _ in prompts:
-        assert started.acquire(timeout=120)
-    c.start_worker("B", "both")
-    c.workers["A"].process.send_signal(2 if False else 15)  # SIGTERM
+    c, want, threads, results = three_streams_on_a_then_b(server, grpc_modules, cluster)
+    c.workers["A"].process.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(timeout=300)
     assert [results[i][0] for i in range(3)] == want, c.logs()
