@@ -13,6 +13,7 @@
 #define TOKENFAB_WORKER_ENGINE_BACKEND_H_
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -50,10 +51,16 @@ class Backend {
  public:
   virtual ~Backend() = default;
 
+  // Called after each layer of a step, once that layer's keys and values of
+  // the step's tokens are in the cache (disaggregated prefill sends them
+  // while later layers compute).
+  using LayerDone = std::function<void(int32_t layer)>;
+
   // Runs the batch. An invalid batch (token id outside the vocabulary,
   // positions beyond the context or the block table, unknown block ids) is an
   // InvalidArgument error and changes nothing.
-  virtual absl::Status Forward(std::span<const SequenceStep> batch, StepResult* result) = 0;
+  virtual absl::Status Forward(std::span<const SequenceStep> batch, StepResult* result,
+                               const LayerDone& after_layer = nullptr) = 0;
 
   // KV export and import for disaggregated prefill: the keys and values of
   // `layer` at positions [first, first + count) of a sequence with

@@ -132,7 +132,8 @@ absl::Status CpuBackend::Validate(std::span<const SequenceStep> batch) const {
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::Forward(std::span<const SequenceStep> batch, StepResult* result) {
+absl::Status CpuBackend::Forward(std::span<const SequenceStep> batch, StepResult* result,
+                                 const LayerDone& after_layer) {
   RETURN_IF_ERROR(Validate(batch));
   const ModelConfig& c = config_;
   int64_t n = 0;
@@ -175,7 +176,10 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> batch, StepResult
     }
   });
 
-  for (int32_t layer = 0; layer < c.num_layers; ++layer) RunLayer(layer, n);
+  for (int32_t layer = 0; layer < c.num_layers; ++layer) {
+    RunLayer(layer, n);
+    if (after_layer) after_layer(layer);
+  }
 
   // Logits for the rows asked for.
   std::vector<int64_t> rows;

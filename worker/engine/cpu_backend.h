@@ -35,7 +35,8 @@ class CpuBackend : public Backend {
                                                             const ModelWeights& weights,
                                                             const CpuBackendOptions& options);
 
-  absl::Status Forward(std::span<const SequenceStep> batch, StepResult* result) override;
+  absl::Status Forward(std::span<const SequenceStep> batch, StepResult* result,
+                       const LayerDone& after_layer = nullptr) override;
   absl::Status ReadKv(int32_t layer, std::span<const int32_t> block_table, int32_t first,
                       int32_t count, std::span<uint8_t> dst) const override;
   absl::Status WriteKv(int32_t layer, std::span<const int32_t> block_table, int32_t first,

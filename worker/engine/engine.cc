@@ -258,7 +258,28 @@ bool Engine::Step() {
       prefill += p.num_tokens;
     }
   }
-  const absl::Status status = backend_->Forward(steps, &step_result_);
+  // Prefills for a decode worker: each layer's KV leaves as soon as the layer
+  // is computed, while the next layers run.
+  struct Export {
+    Sequence* seq;
+    int32_t first, end;
+  };
+  std::vector<Export> exports;
+  for (const ScheduledSequence& p : plan) {
+    if (p.seq->kv_export == nullptr) continue;
+    const int32_t end = p.seq->num_computed + p.num_tokens;
+    if (end > p.seq->export_sent) exports.push_back({p.seq, p.seq->export_sent, end});
+  }
+  Backend::LayerDone after_layer;
+  if (!exports.empty()) {
+    after_layer = [this, &exports](int32_t layer) {
+      for (const Export& e : exports) ExportLayer(e.seq, layer, e.first, e.end - e.first);
+    };
+  }
+  const absl::Status status = backend_->Forward(steps, &step_result_, after_layer);
+  if (status.ok()) {
+    for (const Export& e : exports) e.seq->export_sent = e.end;
+  }
   if (!status.ok()) {
     for (const ScheduledSequence& p : plan) {
       WorkerOutput out;
@@ -270,7 +291,6 @@ bool Engine::Step() {
     Sequence* s = plan[i].seq;
     scheduler_.Computed(s, plan[i].num_tokens);
     if (s->kv_export != nullptr) {
-      ExportKv(s);
       if (s->num_computed == static_cast<int32_t>(s->tokens.size())) {
         WorkerOutput out;
         Finish(s, internal::v1::WORKER_FINISH_LENGTH, &out);
@@ -376,26 +396,17 @@ void Engine::ApplyArrival(KvArrival a) {
   ++stats_.remote_prefills_ok;
 }
 
-void Engine::ExportKv(Sequence* s) {
-  const int32_t end = s->num_computed;
-  if (end <= s->export_sent) return;
-  const KvLayout layout = backend_->kv_layout();
-  const int32_t count = end - s->export_sent;
-  for (int32_t l = 0; l < layout.num_layers; ++l) {
-    KvPiece piece;
-    piece.layer = l;
-    piece.first_position = s->export_sent;
-    piece.count = count;
-    piece.bytes.resize(static_cast<size_t>(layout.PositionBytes() * count));
-    // The positions were just computed into this sequence's own blocks.
-    if (absl::Status st = backend_->ReadKv(l, s->block_table, s->export_sent, count, piece.bytes);
-        !st.ok()) {
-      s->kv_export->Abort();
-      return;
-    }
-    s->kv_export->Push(std::move(piece));
+void Engine::ExportLayer(Sequence* s, int32_t layer, int32_t first, int32_t count) {
+  KvPiece piece;
+  piece.layer = layer;
+  piece.first_position = first;
+  piece.count = count;
+  piece.bytes.resize(static_cast<size_t>(backend_->kv_layout().PositionBytes() * count));
+  if (!backend_->ReadKv(layer, s->block_table, first, count, piece.bytes).ok()) {
+    s->kv_export->Abort();  // the decode worker recomputes
+    return;
   }
-  s->export_sent = end;
+  s->kv_export->Push(std::move(piece));
 }
 
 void Engine::Deliver() {

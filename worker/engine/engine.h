@@ -117,8 +117,9 @@ class Engine {
   void TakeIncoming();
   void StartRemotePrefills();
   void ApplyArrival(KvArrival arrival);
-  // Pushes the newly computed positions of a prefill-for-export sequence.
-  void ExportKv(Sequence* seq);
+  // Pushes `layer`'s KV of positions [first, first + count) of a
+  // prefill-for-export sequence to its stream.
+  void ExportLayer(Sequence* seq, int32_t layer, int32_t first, int32_t count);
   void FinishCancelled();
   void Finish(Sequence* seq, internal::v1::WorkerFinish reason, internal::v1::WorkerOutput* out,
               const std::string& error = "");
