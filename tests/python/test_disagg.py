@@ -157,16 +157,25 @@ def test_a_killed_prefill_worker_falls_back_and_a_restarted_one_rejoins(server, 
     c = cluster("--disagg-threshold", "16")
     c.start_worker("P", "prefill")
     c.start_worker("D", "decode")
-    prompts = [long_prompt(i, 2) for i in range(4)]
+    long = long_prompt(20, 100)  # about 1600 tokens: seconds of prefill on one thread
+    prompts = [long] + [long_prompt(i, 2) for i in range(3)]
     want = reference(server, grpc_modules, prompts, 8)
-    assert c.generate(prompts[0], 8)[0] == want[0]
-    c.workers["P"].kill9()
-    # Requests right after the kill: the prefill worker is gone (its stream
-    # broke, or the remote prefill fails and the decode worker recomputes).
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        # Killed while it computes the long prompt: the decode worker's
+        # Prefill call fails and it computes the prompt itself.
+        in_flight = pool.submit(c.generate, long, 8)
+        deadline = time.monotonic() + 60
+        while c.worker_metric("P", "tokenfab_worker_pending_prefill_tokens") == 0:
+            assert time.monotonic() < deadline and not in_flight.done(), c.logs()
+            time.sleep(0.05)
+        c.workers["P"].kill9()
+        assert in_flight.result(timeout=300)[0] == want[0], c.logs()
+        # Requests after the kill find no prefill worker and prefill locally.
         got = list(pool.map(lambda p: c.generate(p, 8)[0], prompts[1:]))
     assert got == want[1:], c.logs()
+    assert c.worker_metric("D", 'tokenfab_worker_remote_prefills_total{result="fallback"}') == 1
     assert "P" not in {w.worker_id for w in c.list_workers()}
+    assert c.metrics()['tokenfab_router_prefill_decisions_total{decision="local",reason="no_prefill_worker"}'] == 3
     # Restarted, it attaches again and takes prefills.
     c.start_worker("P", "prefill")
     before = c.metrics()['tokenfab_router_prefill_decisions_total{decision="remote",reason="above_threshold"}']

@@ -167,3 +167,22 @@ TEST_F(CliTest, HelpExitsZero) {
 
 }  // namespace
 }  // namespace tokenfab
+
+namespace tokenfab {
+namespace {
+
+TEST_F(CliTest, WorkerAndRouterRefuseBadFlagsWithOneLine) {
+  ExpectOneLineError(Tokenfab({"worker", "--model", model_}), "--router");
+  ExpectOneLineError(Tokenfab({"worker", "--router", "127.0.0.1:1", "--role", "cook"}),
+                     "--role must be prefill, decode or both");
+  ExpectOneLineError(Tokenfab({"worker", "--router", "127.0.0.1:1", "--model", model_, "--device", "cuda:0"}),
+                     "no CUDA backend yet");
+  ExpectOneLineError(Tokenfab({"worker", "--router", "127.0.0.1:1", "--model", model_, "--transport", "nccl"}),
+                     "--transport nccl moves KV between GPU workers");
+  ExpectOneLineError(Tokenfab({"router", "--disagg-threshold", "-1"}), "--disagg-threshold must be between");
+  ExpectOneLineError(Tokenfab({"serve", "--workers", "2", "--prefill-workers", "2"}),
+                     "--prefill-workers must be between 0 and 1");
+}
+
+}  // namespace
+}  // namespace tokenfab
