@@ -42,7 +42,8 @@ std::vector<int32_t> Tokens(int n, int32_t vocab) {
   return t;
 }
 
-double TimePrefill(Backend& b, const std::vector<int32_t>& tokens, const std::vector<int32_t>& blocks) {
+double TimePrefill(Backend& b, const std::vector<int32_t>& tokens,
+                   const std::vector<int32_t>& blocks) {
   StepResult r;
   SequenceStep s{tokens, 0, blocks, LogitsMode::kLast};
   const auto t0 = Clock::now();
@@ -69,7 +70,8 @@ double TimeDecode(Backend& b, int context, int steps, const std::vector<int32_t>
 
 // Seconds per step of `batch` sequences, each one token per step after its
 // own prompt of `context` tokens; sequence i uses blocks[i * per_seq, ...).
-double TimeBatchDecode(Backend& b, int batch, int context, int steps, const std::vector<int32_t>& blocks) {
+double TimeBatchDecode(Backend& b, int batch, int context, int steps,
+                       const std::vector<int32_t>& blocks) {
   const int per_seq = static_cast<int>(blocks.size()) / batch;
   std::vector<std::vector<int32_t>> prompts, tables;
   for (int i = 0; i < batch; ++i) {
@@ -98,8 +100,9 @@ double TimeBatchDecode(Backend& b, int batch, int context, int steps, const std:
 int Main(const std::vector<std::string>& args) {
   const char* home = std::getenv("HOME");
   const char* xdg = std::getenv("XDG_CACHE_HOME");
-  std::string model_path = (xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/root") + "/.cache") +
-                           "/tokenfab/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  std::string model_path =
+      (xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/root") + "/.cache") +
+      "/tokenfab/models/SmolLM2-135M-Instruct.Q4_1.gguf";
   int32_t threads = 2, repeats = 5;
   FlagSet flags("engine_bench", "Prefill and decode tokens/s of the CPU engine.");
   flags.AddString("model", &model_path, "GGUF file or Hugging Face folder (default: SmolLM2)");
@@ -122,7 +125,8 @@ int Main(const std::vector<std::string>& args) {
   CpuBackendOptions o;
   o.threads = threads;
   constexpr int kBatch = 16, kBatchContext = 128, kBatchSteps = 32;
-  o.num_kv_blocks = kBatch * ((kBatchContext + kBatchSteps) / 16 + 1);  // >= 1200 tokens for one sequence
+  o.num_kv_blocks =
+      kBatch * ((kBatchContext + kBatchSteps) / 16 + 1);  // >= 1200 tokens for one sequence
   auto backend = CpuBackend::Create(c, (*model)->weights, o);
   if (!backend.ok()) return 1;
   std::vector<int32_t> blocks(o.num_kv_blocks);
@@ -132,25 +136,29 @@ int Main(const std::vector<std::string>& args) {
   std::printf("machine: %s, %d hardware threads\n", bench::CpuName().c_str(), HardwareThreads());
   std::printf("model: %s (%s, %d layers, hidden %d)\n", model_path.c_str(), c.name.c_str(),
               c.num_layers, c.hidden_size);
-  std::printf("engine: cpu backend, %d threads, f16 KV cache, median of %d runs\n", threads, repeats);
+  std::printf("engine: cpu backend, %d threads, f16 KV cache, median of %d runs\n", threads,
+              repeats);
 
   TimePrefill(**backend, Tokens(32, c.vocab_size), blocks);  // warm-up: page in the weights
   for (int p : {128, 512}) {
     std::vector<double> t;
-    for (int i = 0; i < repeats; ++i) t.push_back(TimePrefill(**backend, Tokens(p, c.vocab_size), blocks));
-    std::printf("prefill %4d tokens: %8.1f tokens/s (%.3f s)\n", p, p / bench::Median(t), bench::Median(t));
+    for (int i = 0; i < repeats; ++i)
+      t.push_back(TimePrefill(**backend, Tokens(p, c.vocab_size), blocks));
+    std::printf("prefill %4d tokens: %8.1f tokens/s (%.3f s)\n", p, p / bench::Median(t),
+                bench::Median(t));
   }
   for (int ctx : {128, 1024}) {
     std::vector<double> t;
     for (int i = 0; i < repeats; ++i) t.push_back(TimeDecode(**backend, ctx, 64, blocks));
-    std::printf("decode at context %4d: %8.1f tokens/s (%.2f ms/token)\n", ctx, 1.0 / bench::Median(t),
-                1e3 * bench::Median(t));
+    std::printf("decode at context %4d: %8.1f tokens/s (%.2f ms/token)\n", ctx,
+                1.0 / bench::Median(t), 1e3 * bench::Median(t));
   }
   {
     std::vector<double> t;
-    for (int i = 0; i < repeats; ++i) t.push_back(TimeBatchDecode(**backend, kBatch, kBatchContext, kBatchSteps, blocks));
-    std::printf("decode %d sequences at context %d: %8.1f tokens/s (%.2f ms/step)\n", kBatch, kBatchContext,
-                kBatch / bench::Median(t), 1e3 * bench::Median(t));
+    for (int i = 0; i < repeats; ++i)
+      t.push_back(TimeBatchDecode(**backend, kBatch, kBatchContext, kBatchSteps, blocks));
+    std::printf("decode %d sequences at context %d: %8.1f tokens/s (%.2f ms/step)\n", kBatch,
+                kBatchContext, kBatch / bench::Median(t), 1e3 * bench::Median(t));
   }
   std::printf("peak resident memory: %.0f MiB\n", PeakRssMiB());
   return 0;

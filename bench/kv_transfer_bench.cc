@@ -45,10 +45,10 @@ Times OneTransfer(const ModelConfig& config, KvCache& src, KvCache& dst, TcpTran
   std::unique_ptr<ReceivedKv> kv;
   Clock::time_point arrival;
   if (!rx.Expect(spec, [&](absl::StatusOr<std::unique_ptr<ReceivedKv>> r) {
-            arrival = Clock::now();
-            if (r.ok()) kv = std::move(*r);
-            arrived.Notify();
-          }).ok()) {
+           arrival = Clock::now();
+           if (r.ok()) kv = std::move(*r);
+           arrived.Notify();
+         }).ok()) {
     std::abort();
   }
   const auto start = Clock::now();
@@ -115,15 +115,17 @@ int main(int argc, char** argv) {
     }
   }
   const KvLayout layout = (*src)->layout();
-  std::printf("# KV transfer, tcp transport on loopback (one process, sender and receiver threads)\n");
-  std::printf("# machine: %s, %u hardware threads; model %s: %d layers x %d KV heads x %d dims, f16 "
-              "(%lld bytes per token)\n",
-              bench::CpuName().c_str(), std::thread::hardware_concurrency(), config.name.c_str(), layout.num_layers,
-              layout.num_kv_heads, layout.head_dim,
-              static_cast<long long>(layout.PositionBytes() * layout.num_layers));
+  std::printf(
+      "# KV transfer, tcp transport on loopback (one process, sender and receiver threads)\n");
+  std::printf(
+      "# machine: %s, %u hardware threads; model %s: %d layers x %d KV heads x %d dims, f16 "
+      "(%lld bytes per token)\n",
+      bench::CpuName().c_str(), std::thread::hardware_concurrency(), config.name.c_str(),
+      layout.num_layers, layout.num_kv_heads, layout.head_dim,
+      static_cast<long long>(layout.PositionBytes() * layout.num_layers));
   std::printf("# pieces: 512-token chunks, one per layer; median of %d runs\n", repeats);
-  std::printf("%8s %10s | %12s %9s | %14s %9s | %12s %9s\n", "tokens", "MiB", "transport ms", "GB/s",
-              "pack+send+unpack ms", "GB/s", "memcpy ms", "GB/s");
+  std::printf("%8s %10s | %12s %9s | %14s %9s | %12s %9s\n", "tokens", "MiB", "transport ms",
+              "GB/s", "pack+send+unpack ms", "GB/s", "memcpy ms", "GB/s");
   uint64_t id = 1;
   for (int32_t tokens : {1024, 4096, 16384}) {
     const double bytes = static_cast<double>(layout.PositionBytes()) * layout.num_layers * tokens;
@@ -139,8 +141,9 @@ int main(int argc, char** argv) {
       a[r] = b[a.size() - 1 - r];  // keep the copy observable
     }
     const double tr = bench::Median(transport), to = bench::Median(total), cp = bench::Median(copy);
-    std::printf("%8d %10.1f | %12.1f %9.2f | %14.1f %9.2f | %12.2f %9.2f\n", tokens, bytes / (1 << 20),
-                tr * 1e3, bytes / tr / 1e9, to * 1e3, bytes / to / 1e9, cp * 1e3, bytes / cp / 1e9);
+    std::printf("%8d %10.1f | %12.1f %9.2f | %14.1f %9.2f | %12.2f %9.2f\n", tokens,
+                bytes / (1 << 20), tr * 1e3, bytes / tr / 1e9, to * 1e3, bytes / to / 1e9, cp * 1e3,
+                bytes / cp / 1e9);
   }
   return 0;
 }

@@ -14,8 +14,8 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
-#include "bench/bench_util.h"
 #include "absl/time/clock.h"
+#include "bench/bench_util.h"
 #include "common/strings.h"
 #include "grpcpp/grpcpp.h"
 #include "server/attach_client.h"
@@ -94,7 +94,8 @@ class Load {
     }
     absl::MutexLock lock(&mu_);
     std::pair<int32_t*, int32_t> want(&done_, n);
-    mu_.Await(absl::Condition(+[](std::pair<int32_t*, int32_t>* w) { return *w->first >= w->second; }, &want));
+    mu_.Await(absl::Condition(
+        +[](std::pair<int32_t*, int32_t>* w) { return *w->first >= w->second; }, &want));
     return latencies_;
   }
   int32_t failures() const { return failures_; }
@@ -156,18 +157,23 @@ int main(int argc, char** argv) {
   hello.set_kv_wire_version(kKvWireVersion);
   AttachCallbacks callbacks;
   callbacks.load = [] { return internal::v1::WorkerLoadReport(); };
-  callbacks.on_refused = [](absl::Status s) { std::fprintf(stderr, "refused: %s\n", std::string(s.message()).c_str()); };
+  callbacks.on_refused = [](absl::Status s) {
+    std::fprintf(stderr, "refused: %s\n", std::string(s.message()).c_str());
+  };
   AttachClient attach(StrCat("127.0.0.1:", (*router)->internal_port()), hello, callbacks);
   while (!attach.attached()) absl::SleepFor(absl::Milliseconds(10));
 
   // ~100 tokens of text, as the router sees it and as the worker sees it.
   std::string prompt;
-  for (int i = 0; i < 8; ++i) prompt += "The river ran past the old mill where the children played. ";
-  const std::vector<int32_t> ids = (*model)->tokenizer->Encode(prompt, (*model)->tokenizer->add_bos_default());
+  for (int i = 0; i < 8; ++i)
+    prompt += "The river ran past the old mill where the children played. ";
+  const std::vector<int32_t> ids =
+      (*model)->tokenizer->Encode(prompt, (*model)->tokenizer->add_bos_default());
 
   auto router_channel = grpc::CreateChannel(StrCat("127.0.0.1:", (*router)->frontend().grpc_port()),
                                             grpc::InsecureChannelCredentials());
-  auto worker_channel = grpc::CreateChannel(StrCat("127.0.0.1:", worker_port), grpc::InsecureChannelCredentials());
+  auto worker_channel =
+      grpc::CreateChannel(StrCat("127.0.0.1:", worker_port), grpc::InsecureChannelCredentials());
   auto router_stub = v1::Generation::NewStub(router_channel);
   auto worker_stub = internal::v1::Worker::NewStub(worker_channel);
   v1::GenerateRequest via_router;
@@ -184,7 +190,8 @@ int main(int argc, char** argv) {
     router_stub->async()->Generate(&call->context, &via_router, call);
   });
   std::vector<WorkerRequest> direct_requests(requests + warm, direct);
-  for (size_t i = 0; i < direct_requests.size(); ++i) direct_requests[i].set_request_id(StrCat("d", i));
+  for (size_t i = 0; i < direct_requests.size(); ++i)
+    direct_requests[i].set_request_id(StrCat("d", i));
   size_t next_direct = 0;
   Load<WorkerOutput>().Run(rate, warm, [&](auto* call) {
     worker_stub->async()->Generate(&call->context, &direct_requests[next_direct++], call);
@@ -199,18 +206,23 @@ int main(int argc, char** argv) {
     worker_stub->async()->Generate(&call->context, &direct_requests[next_direct++], call);
   });
 
-  std::printf("# router overhead: %d requests at %d/s open loop, one-token outputs, %zu-token prompts\n",
-              requests, rate, ids.size());
-  std::printf("# machine: %s, %u hardware threads; client, router and an instant worker in one process, "
-              "gRPC over loopback\n",
-              bench::CpuName().c_str(), std::thread::hardware_concurrency());
+  std::printf(
+      "# router overhead: %d requests at %d/s open loop, one-token outputs, %zu-token prompts\n",
+      requests, rate, ids.size());
+  std::printf(
+      "# machine: %s, %u hardware threads; client, router and an instant worker in one process, "
+      "gRPC over loopback\n",
+      bench::CpuName().c_str(), std::thread::hardware_concurrency());
   std::printf("%-34s %9s %9s %9s %9s\n", "path", "p50 ms", "p90 ms", "p99 ms", "failed");
-  std::printf("%-34s %9.3f %9.3f %9.3f %9d\n", "client -> router -> worker", bench::Percentile(r, 0.5),
-              bench::Percentile(r, 0.9), bench::Percentile(r, 0.99), through.failures());
+  std::printf("%-34s %9.3f %9.3f %9.3f %9d\n", "client -> router -> worker",
+              bench::Percentile(r, 0.5), bench::Percentile(r, 0.9), bench::Percentile(r, 0.99),
+              through.failures());
   std::printf("%-34s %9.3f %9.3f %9.3f %9d\n", "client -> worker (peer)", bench::Percentile(d, 0.5),
               bench::Percentile(d, 0.9), bench::Percentile(d, 0.99), straight.failures());
-  std::printf("%-34s %9.3f %9.3f %9.3f\n", "router adds", bench::Percentile(r, 0.5) - bench::Percentile(d, 0.5),
-              bench::Percentile(r, 0.9) - bench::Percentile(d, 0.9), bench::Percentile(r, 0.99) - bench::Percentile(d, 0.99));
+  std::printf("%-34s %9.3f %9.3f %9.3f\n", "router adds",
+              bench::Percentile(r, 0.5) - bench::Percentile(d, 0.5),
+              bench::Percentile(r, 0.9) - bench::Percentile(d, 0.9),
+              bench::Percentile(r, 0.99) - bench::Percentile(d, 0.99));
   router->reset();
   worker_server->Shutdown();
   return 0;

@@ -11,9 +11,12 @@ using internal::v1::WorkerRole;
 
 const char* RoleName(WorkerRole role) {
   switch (role) {
-    case internal::v1::WORKER_ROLE_PREFILL: return "prefill";
-    case internal::v1::WORKER_ROLE_DECODE: return "decode";
-    default: return "both";
+    case internal::v1::WORKER_ROLE_PREFILL:
+      return "prefill";
+    case internal::v1::WORKER_ROLE_DECODE:
+      return "decode";
+    default:
+      return "both";
   }
 }
 
@@ -25,9 +28,12 @@ bool Prefills(WorkerRole r) { return r != internal::v1::WORKER_ROLE_DECODE; }
 }  // namespace
 
 Cluster::Cluster(RoutingOptions options, std::string model_fingerprint, int32_t kv_wire_version)
-    : options_(options), model_fingerprint_(std::move(model_fingerprint)), kv_wire_version_(kv_wire_version) {}
+    : options_(options),
+      model_fingerprint_(std::move(model_fingerprint)),
+      kv_wire_version_(kv_wire_version) {}
 
-absl::StatusOr<uint64_t> Cluster::Attach(const internal::v1::WorkerHello& hello, Clock::time_point now) {
+absl::StatusOr<uint64_t> Cluster::Attach(const internal::v1::WorkerHello& hello,
+                                         Clock::time_point now) {
   if (hello.worker_id().empty()) return absl::InvalidArgumentError("the worker sent no id");
   if (hello.address().empty()) return absl::InvalidArgumentError("the worker sent no address");
   if (hello.model_fingerprint() != model_fingerprint_) {
@@ -36,9 +42,9 @@ absl::StatusOr<uint64_t> Cluster::Attach(const internal::v1::WorkerHello& hello,
                hello.model_fingerprint(), ", the router's is ", model_fingerprint_, ")"));
   }
   if (hello.kv_wire_version() != kv_wire_version_) {
-    return absl::FailedPreconditionError(StrCat("worker ", hello.worker_id(), " speaks KV wire version ",
-                                                hello.kv_wire_version(), ", the router expects ",
-                                                kv_wire_version_));
+    return absl::FailedPreconditionError(StrCat("worker ", hello.worker_id(),
+                                                " speaks KV wire version ", hello.kv_wire_version(),
+                                                ", the router expects ", kv_wire_version_));
   }
   absl::MutexLock lock(&mu_);
   Remove(hello.worker_id());
@@ -78,8 +84,8 @@ void Cluster::ReportLoad(const std::string& id, uint64_t session,
   w->load = load;
   w->last_seen = now;
   int64_t& last = last_kv_received_[id];
-  kv_bytes_moved_ += load.kv_bytes_received() >= last ? load.kv_bytes_received() - last
-                                                      : load.kv_bytes_received();
+  kv_bytes_moved_ +=
+      load.kv_bytes_received() >= last ? load.kv_bytes_received() - last : load.kv_bytes_received();
   last = load.kv_bytes_received();
   if (load.draining()) w->draining = true;
 }
@@ -124,12 +130,14 @@ absl::StatusOr<RouteDecision> Cluster::Route(const RouteRequest& r) {
     if (!Decodes(w.role) || w.draining || r.exclude.contains(id)) continue;
     any_decoder = true;
     const int32_t capacity = w.hello.max_num_seqs() + w.hello.max_queue();
-    if (capacity > 0 && std::max(w.active_requests, w.load.running() + w.load.waiting()) >= capacity) {
+    if (capacity > 0 &&
+        std::max(w.active_requests, w.load.running() + w.load.waiting()) >= capacity) {
       continue;
     }
-    const double active_blocks = static_cast<double>(std::max<int64_t>(w.active_blocks, w.load.kv_blocks_used()));
-    const double cost = (prompt_blocks - hit_of(id)) + active_blocks +
-                        options_.request_weight * w.active_requests;
+    const double active_blocks =
+        static_cast<double>(std::max<int64_t>(w.active_blocks, w.load.kv_blocks_used()));
+    const double cost =
+        (prompt_blocks - hit_of(id)) + active_blocks + options_.request_weight * w.active_requests;
     if (best.empty() || cost < best[0].cost ||
         (cost == best[0].cost && w.active_requests < best[0].w->active_requests)) {
       best.assign(1, {&w, cost});
@@ -200,8 +208,9 @@ void Cluster::PrefillDone(const RouteDecision& decision) {
   absl::MutexLock lock(&mu_);
   if (Worker* p = Find(decision.prefill_worker, decision.prefill_session)) {
     p->queued_prefill_tokens = std::max<int64_t>(
-        0, p->queued_prefill_tokens -
-               std::max(0, decision.prompt_tokens - decision.prefix_hit_blocks * options_.block_size));
+        0,
+        p->queued_prefill_tokens -
+            std::max(0, decision.prompt_tokens - decision.prefix_hit_blocks * options_.block_size));
   }
 }
 

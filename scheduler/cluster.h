@@ -58,7 +58,7 @@ struct RouteDecision {
   std::string prefill_worker;
   std::string prefill_address;
   uint64_t prefill_session = 0;
-  std::string reason;  // label of tokenfab_router_prefill_decisions_total
+  std::string reason;             // label of tokenfab_router_prefill_decisions_total
   int32_t prefix_hit_blocks = 0;  // on the decode worker
   int32_t prompt_tokens = 0;
   int32_t blocks = 0;  // what the request holds on the decode worker (prompt + output)

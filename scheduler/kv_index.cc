@@ -44,7 +44,8 @@ void KvIndex::RemoveWorker(const std::string& worker) {
   by_worker_.erase(w);
 }
 
-absl::flat_hash_map<std::string, int32_t> KvIndex::PrefixMatches(std::span<const uint64_t> hashes) const {
+absl::flat_hash_map<std::string, int32_t> KvIndex::PrefixMatches(
+    std::span<const uint64_t> hashes) const {
   absl::flat_hash_map<std::string, int32_t> depth;
   if (hashes.empty()) return depth;
   auto first = holders_.find(hashes[0]);

@@ -16,8 +16,8 @@ namespace tokenfab {
 
 // What the router sees of a worker's load.
 struct WorkerLoad {
-  int32_t running = 0;        // sequences in the running batch
-  int32_t waiting = 0;        // admitted, not yet running
+  int32_t running = 0;  // sequences in the running batch
+  int32_t waiting = 0;  // admitted, not yet running
   int32_t kv_blocks_total = 0;
   int32_t kv_blocks_used = 0;  // referenced by a sequence
 };

@@ -32,7 +32,10 @@ class ClusterWorkerClient::Call : public grpc::ClientReadReactor<WorkerOutput> {
  public:
   Call(ClusterWorkerClient* owner, std::shared_ptr<Request> request, WorkerRequest wire,
        std::string worker)
-      : owner_(owner), request_(std::move(request)), wire_(std::move(wire)), worker_(std::move(worker)) {}
+      : owner_(owner),
+        request_(std::move(request)),
+        wire_(std::move(wire)),
+        worker_(std::move(worker)) {}
 
   Call(ClusterWorkerClient* owner, std::shared_ptr<Request> request, WorkerRequest wire,
        std::string worker, std::string address)
@@ -83,7 +86,8 @@ ClusterWorkerClient::~ClusterWorkerClient() {
   }
   for (const std::string& id : ids) Cancel(id);
   absl::MutexLock lock(&mu_);
-  mu_.Await(absl::Condition(+[](int32_t* n) { return *n == 0; }, &calls_));
+  mu_.Await(absl::Condition(
+      +[](int32_t* n) { return *n == 0; }, &calls_));
 }
 
 absl::Status ClusterWorkerClient::Submit(WorkerRequest request, OutputCallback on_output) {
@@ -112,7 +116,8 @@ absl::Status ClusterWorkerClient::Submit(WorkerRequest request, OutputCallback o
 
 void ClusterWorkerClient::StartCall(Call* call) { call->Start(stubs_->Get(call->address()).get()); }
 
-absl::StatusOr<ClusterWorkerClient::Call*> ClusterWorkerClient::NextAttempt(const std::shared_ptr<Request>& r) {
+absl::StatusOr<ClusterWorkerClient::Call*> ClusterWorkerClient::NextAttempt(
+    const std::shared_ptr<Request>& r) {
   // The prompt so far: the original one plus what earlier attempts generated.
   WorkerRequest wire = r->original;
   const int32_t remaining = r->original.max_tokens() - static_cast<int32_t>(r->generated.size());
@@ -193,7 +198,8 @@ void ClusterWorkerClient::OnCallDone(Call* call, const absl::Status& status) {
           if (next.ok()) {
             next_call = *next;
             ++migrations_;
-            std::fprintf(stderr, "tokenfab router: request %s moved from %s to %s after %d tokens (%s)\n",
+            std::fprintf(stderr,
+                         "tokenfab router: request %s moved from %s to %s after %d tokens (%s)\n",
                          r->original.request_id().c_str(), call->worker().c_str(),
                          r->decision.decode_worker.c_str(), generated,
                          std::string(status.message()).c_str());

@@ -38,13 +38,15 @@ class AttachReactor : public grpc::ServerBidiReactor<WorkerReport, RouterOrder> 
       absl::StatusOr<uint64_t> session = cluster_->Attach(report_.hello(), now);
       if (!session.ok()) {
         std::fprintf(stderr, "tokenfab router: refused worker %s: %s\n",
-                     report_.hello().worker_id().c_str(), std::string(session.status().message()).c_str());
+                     report_.hello().worker_id().c_str(),
+                     std::string(session.status().message()).c_str());
         Close(ToGrpcStatus(session.status()));
         return;
       }
       session_ = *session;
       id_ = report_.hello().worker_id();
-      std::fprintf(stderr, "tokenfab router: worker %s attached at %s as %s (%d KV blocks, %d cached)\n",
+      std::fprintf(stderr,
+                   "tokenfab router: worker %s attached at %s as %s (%d KV blocks, %d cached)\n",
                    id_.c_str(), report_.hello().address().c_str(), RoleName(report_.hello().role()),
                    report_.hello().kv_blocks_total(), report_.hello().cached_block_hashes_size());
       RouterOrder welcome;
@@ -139,7 +141,8 @@ void ControlService::Reap() {
   }
 }
 
-grpc::ServerBidiReactor<WorkerReport, RouterOrder>* ControlService::Attach(grpc::CallbackServerContext*) {
+grpc::ServerBidiReactor<WorkerReport, RouterOrder>* ControlService::Attach(
+    grpc::CallbackServerContext*) {
   return new AttachReactor(cluster_, &on_gone_);
 }
 
@@ -152,9 +155,9 @@ grpc::ServerUnaryReactor* AdminService::ListWorkers(grpc::CallbackServerContext*
   return reactor;
 }
 
-grpc::ServerUnaryReactor* AdminService::SetWorkerRole(grpc::CallbackServerContext* context,
-                                                      const internal::v1::SetWorkerRoleRequest* request,
-                                                      internal::v1::SetWorkerRoleResponse*) {
+grpc::ServerUnaryReactor* AdminService::SetWorkerRole(
+    grpc::CallbackServerContext* context, const internal::v1::SetWorkerRoleRequest* request,
+    internal::v1::SetWorkerRoleResponse*) {
   auto* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(cluster_->SetRole(request->worker_id(), request->role())));
   return reactor;

@@ -54,8 +54,8 @@ std::vector<prometheus::MetricFamily> EngineMetrics::Collect() const {
          [](const Snapshot& s) { return s.s.waiting; });
   family("tokenfab_worker_kv_blocks_total", "KV cache blocks in the pool.", MetricType::Gauge,
          [](const Snapshot& s) { return s.s.kv_blocks_total; });
-  family("tokenfab_worker_kv_blocks_used", "KV cache blocks referenced by a sequence.", MetricType::Gauge,
-         [](const Snapshot& s) { return s.s.kv_blocks_used; });
+  family("tokenfab_worker_kv_blocks_used", "KV cache blocks referenced by a sequence.",
+         MetricType::Gauge, [](const Snapshot& s) { return s.s.kv_blocks_used; });
   family("tokenfab_worker_kv_blocks_cached", "Unreferenced KV blocks holding a cached prefix.",
          MetricType::Gauge, [](const Snapshot& s) { return s.s.kv_blocks_cached; });
   family("tokenfab_worker_pending_prefill_tokens", "Prompt tokens admitted and not yet computed.",
@@ -103,7 +103,8 @@ std::vector<prometheus::MetricFamily> EngineMetrics::Collect() const {
       transfers.push_back({failed, static_cast<double>(s.t.transfers_failed)});
     }
     out.push_back(MetricFamilyOf("tokenfab_worker_kv_transfer_bytes_total",
-                                 "KV bytes moved by the KV transport.", MetricType::Counter, bytes));
+                                 "KV bytes moved by the KV transport.", MetricType::Counter,
+                                 bytes));
     out.push_back(MetricFamilyOf("tokenfab_worker_kv_transfers_total",
                                  "KV transfers completed (sent, received) or failed.",
                                  MetricType::Counter, transfers));

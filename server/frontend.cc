@@ -7,12 +7,14 @@
 namespace tokenfab {
 
 absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
-    const std::string& host, int32_t port, std::vector<std::shared_ptr<prometheus::Collectable>> metrics) {
+    const std::string& host, int32_t port,
+    std::vector<std::shared_ptr<prometheus::Collectable>> metrics) {
   std::unique_ptr<MetricsEndpoint> m(new MetricsEndpoint());
   try {
     m->exposer_ = std::make_unique<prometheus::Exposer>(StrCat(host, ":", port));
   } catch (const std::exception& e) {
-    return absl::UnavailableError(StrCat("cannot listen for metrics on ", host, ":", port, ": ", e.what()));
+    return absl::UnavailableError(
+        StrCat("cannot listen for metrics on ", host, ":", port, ": ", e.what()));
   }
   m->metrics_ = std::move(metrics);
   for (const auto& c : m->metrics_) m->exposer_->RegisterCollectable(c);
@@ -32,7 +34,8 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(StrCat(o.host, ":", o.grpc_port), grpc::InsecureServerCredentials(), &f->grpc_port_);
+  builder.AddListeningPort(StrCat(o.host, ":", o.grpc_port), grpc::InsecureServerCredentials(),
+                           &f->grpc_port_);
   builder.RegisterService(f->service_.get());
   for (grpc::Service* s : o.extra_services) builder.RegisterService(s);
   f->grpc_ = builder.BuildAndStart();

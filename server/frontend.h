@@ -23,7 +23,8 @@ namespace tokenfab {
 class MetricsEndpoint {
  public:
   static absl::StatusOr<std::unique_ptr<MetricsEndpoint>> Start(
-      const std::string& host, int32_t port, std::vector<std::shared_ptr<prometheus::Collectable>> metrics);
+      const std::string& host, int32_t port,
+      std::vector<std::shared_ptr<prometheus::Collectable>> metrics);
   int port() const;
 
  private:

@@ -49,7 +49,9 @@ grpc::ByteBuffer Serialize(const google::protobuf::Message& m) {
   return buffer;
 }
 
-bool IsFinal(const v1::GenerateResponse& r) { return r.finish_reason() != v1::FINISH_REASON_UNSPECIFIED; }
+bool IsFinal(const v1::GenerateResponse& r) {
+  return r.finish_reason() != v1::FINISH_REASON_UNSPECIFIED;
+}
 
 using ResponseWriter = QueuedStreamWriter<v1::GenerateResponse, grpc::ByteBuffer>;
 
@@ -79,8 +81,8 @@ class GenerateReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
     }
     const auto deadline = context->deadline();
     const auto limit = std::chrono::system_clock::now() + std::chrono::hours(24 * 365);
-    absl::StatusOr<std::string> id =
-        router_->Generate(request, sink_, deadline > limit ? std::chrono::system_clock::time_point::max() : deadline);
+    absl::StatusOr<std::string> id = router_->Generate(
+        request, sink_, deadline > limit ? std::chrono::system_clock::time_point::max() : deadline);
     if (!id.ok()) {
       sink_->Detach();
       Finish(ToGrpcStatus(id.status()));
@@ -137,7 +139,8 @@ absl::Status ParseRequest(const grpc::ByteBuffer& bytes, google::protobuf::Messa
   std::vector<grpc::Slice> slices;
   std::string wire;
   if (bytes.Dump(&slices).ok()) {
-    for (const grpc::Slice& s : slices) wire.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    for (const grpc::Slice& s : slices)
+      wire.append(reinterpret_cast<const char*>(s.begin()), s.size());
   }
   return FindInvalidUtf8(wire, out->GetDescriptor(), 0);
 }

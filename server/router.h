@@ -44,9 +44,10 @@ class Router {
   // error nothing is streamed: InvalidArgument names the field (empty prompt,
   // bad sampling value, max_tokens, too long a prompt, invalid UTF-8, unknown
   // model); ResourceExhausted means the queue is full (retry later).
-  absl::StatusOr<std::string> Generate(
-      const v1::GenerateRequest& request, std::shared_ptr<ResponseSink> sink,
-      std::chrono::system_clock::time_point deadline = std::chrono::system_clock::time_point::max());
+  absl::StatusOr<std::string> Generate(const v1::GenerateRequest& request,
+                                       std::shared_ptr<ResponseSink> sink,
+                                       std::chrono::system_clock::time_point deadline =
+                                           std::chrono::system_clock::time_point::max());
 
   // Stops a request; its last response says CANCELLED. Any thread.
   void Cancel(const std::string& request_id);

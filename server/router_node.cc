@@ -22,8 +22,8 @@ absl::StatusOr<std::unique_ptr<RouterNode>> RouterNode::Start(
       node->cluster_.get(), [client](const std::string& id) { client->WorkerGone(id); });
   node->admin_ = std::make_unique<AdminService>(node->cluster_.get());
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(StrCat(o.internal_host, ":", o.internal_port), grpc::InsecureServerCredentials(),
-                           &node->internal_port_);
+  builder.AddListeningPort(StrCat(o.internal_host, ":", o.internal_port),
+                           grpc::InsecureServerCredentials(), &node->internal_port_);
   builder.RegisterService(node->control_.get());
   builder.RegisterService(node->admin_.get());
   node->internal_ = builder.BuildAndStart();

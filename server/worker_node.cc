@@ -5,8 +5,8 @@
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
-#include "server/grpc_service.h"
 #include "scheduler/cluster.h"
+#include "server/grpc_service.h"
 #include "server/worker_stubs.h"
 #include "worker/transport/kv_wire.h"
 #include "worker/transport/tcp_transport.h"
@@ -21,17 +21,21 @@ absl::Status CheckOptions(const WorkerNodeOptions& o) {
         StrCat("--device ", o.device, ": this build has no CUDA backend yet; use --device cpu"));
   }
   if (o.device != "cpu") {
-    return absl::InvalidArgumentError(StrCat("--device must be cpu or cuda:N, got '", o.device, "'"));
+    return absl::InvalidArgumentError(
+        StrCat("--device must be cpu or cuda:N, got '", o.device, "'"));
   }
   if (o.transport == "nccl") {
     return absl::FailedPreconditionError(
-        "--transport nccl moves KV between GPU workers; a --device cpu worker uses --transport tcp");
+        "--transport nccl moves KV between GPU workers; a --device cpu worker uses --transport "
+        "tcp");
   }
   if (o.transport != "tcp") {
-    return absl::InvalidArgumentError(StrCat("--transport must be tcp or nccl, got '", o.transport, "'"));
+    return absl::InvalidArgumentError(
+        StrCat("--transport must be tcp or nccl, got '", o.transport, "'"));
   }
   if (o.threads < 1 || o.threads > 1024) {
-    return absl::InvalidArgumentError(StrCat("--threads must be between 1 and 1024, got ", o.threads));
+    return absl::InvalidArgumentError(
+        StrCat("--threads must be between 1 and 1024, got ", o.threads));
   }
   if (o.listen.rfind(':') == std::string::npos) {
     return absl::InvalidArgumentError(StrCat("--listen must be HOST:PORT, got '", o.listen, "'"));
@@ -72,9 +76,11 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   std::unique_ptr<WorkerNode> node(new WorkerNode());
   const std::string listen_host = o.listen.substr(0, o.listen.rfind(':'));
   std::string host = o.advertise_host;
-  if (host.empty()) host = listen_host == "0.0.0.0" || listen_host == "[::]" ? "127.0.0.1" : listen_host;
+  if (host.empty())
+    host = listen_host == "0.0.0.0" || listen_host == "[::]" ? "127.0.0.1" : listen_host;
 
-  ASSIGN_OR_RETURN(const int32_t blocks, KvCache::BlocksIn(model.config, o.kv_dtype, o.kv_cache_mb));
+  ASSIGN_OR_RETURN(const int32_t blocks,
+                   KvCache::BlocksIn(model.config, o.kv_dtype, o.kv_cache_mb));
   CpuBackendOptions bo;
   bo.threads = o.threads;
   bo.kv_dtype = o.kv_dtype;
@@ -89,9 +95,9 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   node->stubs_ = std::make_shared<WorkerStubs>();
   node->prefiller_ = std::make_unique<TransportPrefiller>(
       node->transport_.get(),
-      [stubs = node->stubs_](const internal::v1::RemotePrefill& where, internal::v1::PrefillRequest request,
-                             std::chrono::system_clock::time_point deadline,
-                             std::function<void(absl::Status)> reply) {
+      [stubs = node->stubs_](
+          const internal::v1::RemotePrefill& where, internal::v1::PrefillRequest request,
+          std::chrono::system_clock::time_point deadline, std::function<void(absl::Status)> reply) {
         auto context = std::make_shared<grpc::ClientContext>();
         context->set_deadline(deadline);
         auto req = std::make_shared<internal::v1::PrefillRequest>(std::move(request));
@@ -122,8 +128,9 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   if (node->server_ == nullptr || port == 0) {
     return absl::UnavailableError(StrCat("cannot listen for the worker service on ", o.listen));
   }
-  node->address_ = StrCat(host.find(':') != std::string::npos && host.front() != '[' ? StrCat("[", host, "]") : host,
-                          ":", port);
+  node->address_ = StrCat(
+      host.find(':') != std::string::npos && host.front() != '[' ? StrCat("[", host, "]") : host,
+      ":", port);
   node->id_ = o.id.empty() ? node->address_ : o.id;
 
   internal::v1::WorkerHello hello;
@@ -161,7 +168,8 @@ WorkerNode::~WorkerNode() {
   if (attach_ != nullptr) attach_.reset();
   // Calls in flight are cancelled; the engine (still running) ends their
   // requests, which finishes the calls.
-  if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (server_ != nullptr)
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   engine_.reset();
   if (server_ != nullptr) server_->Wait();
   prefiller_.reset();

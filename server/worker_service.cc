@@ -23,13 +23,15 @@ class GenerateReactor : public grpc::ServerWriteReactor<WorkerOutput> {
       : engine_(engine),
         counter_(in_flight),
         id_(request.request_id()),
-        writer_(std::make_shared<OutputWriter>(this, IsFinal, [](const WorkerOutput& o) { return o; })) {
+        writer_(std::make_shared<OutputWriter>(this, IsFinal,
+                                               [](const WorkerOutput& o) { return o; })) {
     if (draining) {
       writer_->Detach();
       Finish(kDraining);
       return;
     }
-    absl::Status s = engine_->Submit(request, [w = writer_](const WorkerOutput& out) { w->Push(out); });
+    absl::Status s =
+        engine_->Submit(request, [w = writer_](const WorkerOutput& out) { w->Push(out); });
     if (!s.ok()) {
       writer_->Detach();
       Finish(ToGrpcStatus(s));

@@ -32,7 +32,8 @@ class WorkerStubs {
 
  private:
   absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::shared_ptr<internal::v1::Worker::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<internal::v1::Worker::Stub>> stubs_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tokenfab

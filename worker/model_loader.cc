@@ -20,8 +20,8 @@ absl::Status ParseTemplate(const std::string& source, const std::string& where, 
   if (source.empty()) return absl::OkStatus();
   auto tmpl = ChatTemplate::Create(source);
   if (!tmpl.ok()) {
-    return absl::InvalidArgumentError(StrCat(where, ": the chat template cannot be used: ",
-                                             tmpl.status().message()));
+    return absl::InvalidArgumentError(
+        StrCat(where, ": the chat template cannot be used: ", tmpl.status().message()));
   }
   m->chat_template = std::move(*tmpl);
   m->chat_template_source = source;
@@ -134,10 +134,10 @@ namespace tokenfab {
 
 std::string ModelFingerprint(const LoadedModel& model) {
   const ModelConfig& c = model.config;
-  std::string canonical = StrCat(c.arch_name, "|", c.vocab_size, "|", c.hidden_size, "|",
-                                 c.intermediate_size, "|", c.num_layers, "|", c.num_heads, "|",
-                                 c.num_kv_heads, "|", c.head_dim, "|", c.context_length, "|",
-                                 c.rope_theta, "|", c.tied_embeddings, "|", c.qkv_bias);
+  std::string canonical =
+      StrCat(c.arch_name, "|", c.vocab_size, "|", c.hidden_size, "|", c.intermediate_size, "|",
+             c.num_layers, "|", c.num_heads, "|", c.num_kv_heads, "|", c.head_dim, "|",
+             c.context_length, "|", c.rope_theta, "|", c.tied_embeddings, "|", c.qkv_bias);
   if (model.tokenizer != nullptr) {
     for (int32_t id = 0; id < model.tokenizer->vocab_size(); ++id) {
       canonical += '\0';

@@ -24,7 +24,8 @@ void AddEngineFlags(FlagSet& flags, EngineFlags* f, int32_t default_threads) {
 
 absl::Status CheckRange(std::string_view name, int64_t v, int64_t lo, int64_t hi) {
   if (v < lo || v > hi) {
-    return absl::InvalidArgumentError(StrCat("--", name, " must be between ", lo, " and ", hi, ", got ", v));
+    return absl::InvalidArgumentError(
+        StrCat("--", name, " must be between ", lo, " and ", hi, ", got ", v));
   }
   return absl::OkStatus();
 }
@@ -36,7 +37,8 @@ absl::Status CheckEngineFlags(const EngineFlags& f) {
   RETURN_IF_ERROR(CheckRange("max-batched-tokens", f.max_batched_tokens, 1, 1 << 20));
   RETURN_IF_ERROR(CheckRange("max-queue", f.max_queue, 0, 1 << 20));
   if (f.kv_cache_type != "f16" && f.kv_cache_type != "f32") {
-    return absl::InvalidArgumentError(StrCat("--kv-cache-type must be f16 or f32, got '", f.kv_cache_type, "'"));
+    return absl::InvalidArgumentError(
+        StrCat("--kv-cache-type must be f16 or f32, got '", f.kv_cache_type, "'"));
   }
   return absl::OkStatus();
 }
@@ -44,7 +46,8 @@ absl::Status CheckEngineFlags(const EngineFlags& f) {
 std::string DefaultModelPath() {
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   const char* home = std::getenv("HOME");
-  const std::string cache = xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/root") + "/.cache";
+  const std::string cache =
+      xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/root") + "/.cache";
   return cache + "/tokenfab/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 }
 

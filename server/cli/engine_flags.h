@@ -4,11 +4,11 @@
 #ifndef TOKENFAB_SERVER_CLI_ENGINE_FLAGS_H_
 #define TOKENFAB_SERVER_CLI_ENGINE_FLAGS_H_
 
+#include <signal.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
-
-#include <signal.h>
 
 #include "absl/status/status.h"
 #include "server/cli/flags.h"

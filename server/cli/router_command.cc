@@ -20,15 +20,20 @@ int RunRouter(const std::vector<std::string>& args) {
   std::string model_path, model_id;
   RouterNodeOptions o;
   int32_t worker_timeout_ms = 2000, max_prefill_queue = 16384;
-  FlagSet flags("router", "Route requests across workers (prefill/decode disaggregation, KV-aware).");
-  flags.AddString("model", &model_path, "GGUF file or Hugging Face folder; only its tokenizer and template are read");
+  FlagSet flags("router",
+                "Route requests across workers (prefill/decode disaggregation, KV-aware).");
+  flags.AddString("model", &model_path,
+                  "GGUF file or Hugging Face folder; only its tokenizer and template are read");
   flags.AddString("model-id", &model_id, "the model name clients use (default: the file name)");
   flags.AddString("host", &o.frontend.host, "address to listen on (default 0.0.0.0)");
   flags.AddInt("grpc-port", &o.frontend.grpc_port, "gRPC port (default 50051; 0 picks one)");
-  flags.AddInt("http-port", &o.frontend.http_port, "OpenAI-compatible HTTP port (default 8000; 0 picks one)");
-  flags.AddInt("metrics-port", &o.frontend.metrics_port, "Prometheus /metrics port (default 9400; 0 picks one)");
+  flags.AddInt("http-port", &o.frontend.http_port,
+               "OpenAI-compatible HTTP port (default 8000; 0 picks one)");
+  flags.AddInt("metrics-port", &o.frontend.metrics_port,
+               "Prometheus /metrics port (default 9400; 0 picks one)");
   flags.AddInt("http-threads", &o.frontend.http_threads, "HTTP I/O threads (default 1)");
-  flags.AddInt("internal-port", &o.internal_port, "port workers attach to, and RouterAdmin (default 50052)");
+  flags.AddInt("internal-port", &o.internal_port,
+               "port workers attach to, and RouterAdmin (default 50052)");
   AddRoutingFlags(flags, &o.routing, &worker_timeout_ms, &max_prefill_queue);
   if (int rc = ParseFlagsOrExit(flags, "router", args); rc >= 0) return rc;
   absl::Status check = FinishRoutingFlags(&o.routing, worker_timeout_ms, max_prefill_queue);
@@ -55,10 +60,11 @@ int RunRouter(const std::vector<std::string>& args) {
   std::fprintf(stderr,
                "tokenfab router: model %s (%s), gRPC on %s:%d, HTTP on http://%s:%d, metrics on "
                "http://%s:%d/metrics, workers attach to %s:%d; disaggregation above %d tokens\n",
-               o.model_id.c_str(), model_path.c_str(), o.frontend.host.c_str(), (*node)->frontend().grpc_port(),
-               o.frontend.host.c_str(), (*node)->frontend().http_port(), o.frontend.host.c_str(),
-               (*node)->frontend().metrics_port(), o.frontend.host.c_str(), (*node)->internal_port(),
-               o.routing.disagg_threshold);
+               o.model_id.c_str(), model_path.c_str(), o.frontend.host.c_str(),
+               (*node)->frontend().grpc_port(), o.frontend.host.c_str(),
+               (*node)->frontend().http_port(), o.frontend.host.c_str(),
+               (*node)->frontend().metrics_port(), o.frontend.host.c_str(),
+               (*node)->internal_port(), o.routing.disagg_threshold);
   std::fflush(stderr);
   std::fprintf(stderr, "tokenfab router: %s, shutting down\n", WaitForSignal(signals));
   node->reset();

@@ -11,7 +11,8 @@ namespace tokenfab {
 void AddRoutingFlags(FlagSet& flags, RoutingOptions* r, int32_t* worker_timeout_ms,
                      int32_t* max_prefill_queue);
 // Checks them and stores the converted values into `r`.
-absl::Status FinishRoutingFlags(RoutingOptions* r, int32_t worker_timeout_ms, int32_t max_prefill_queue);
+absl::Status FinishRoutingFlags(RoutingOptions* r, int32_t worker_timeout_ms,
+                                int32_t max_prefill_queue);
 
 }  // namespace tokenfab
 

@@ -34,7 +34,8 @@ namespace {
 
 // One engine bound directly to the router (no internal network hop).
 int ServeDirect(const LoadedModel& model, const EngineFlags& e, const FrontendOptions& fo,
-                const std::string& model_id, const std::string& model_path, const sigset_t& signals) {
+                const std::string& model_id, const std::string& model_path,
+                const sigset_t& signals) {
   auto blocks = KvCache::BlocksIn(model.config, e.kv_dtype(), e.kv_cache_mb);
   if (!blocks.ok()) return ReportError("serve", blocks.status());
   CpuBackendOptions bo;
@@ -48,12 +49,13 @@ int ServeDirect(const LoadedModel& model, const EngineFlags& e, const FrontendOp
   Router router(model, &worker, {.model_id = model_id});
   auto frontend = Frontend::Start(&router, fo, {std::make_shared<EngineMetrics>(engine.get())});
   if (!frontend.ok()) return ReportError("serve", frontend.status());
-  std::fprintf(stderr,
-               "tokenfab serve: model %s (%s, context %d), %d KV blocks of 16 tokens, %d threads\n"
-               "tokenfab serve: gRPC on %s:%d, HTTP on http://%s:%d, metrics on http://%s:%d/metrics\n",
-               model_id.c_str(), model_path.c_str(), model.config.context_length, *blocks, e.threads,
-               fo.host.c_str(), (*frontend)->grpc_port(), fo.host.c_str(), (*frontend)->http_port(),
-               fo.host.c_str(), (*frontend)->metrics_port());
+  std::fprintf(
+      stderr,
+      "tokenfab serve: model %s (%s, context %d), %d KV blocks of 16 tokens, %d threads\n"
+      "tokenfab serve: gRPC on %s:%d, HTTP on http://%s:%d, metrics on http://%s:%d/metrics\n",
+      model_id.c_str(), model_path.c_str(), model.config.context_length, *blocks, e.threads,
+      fo.host.c_str(), (*frontend)->grpc_port(), fo.host.c_str(), (*frontend)->http_port(),
+      fo.host.c_str(), (*frontend)->metrics_port());
   std::fflush(stderr);
   std::fprintf(stderr, "tokenfab serve: %s, shutting down\n", WaitForSignal(signals));
   // Stop taking requests, end the ones in flight (they finish as cancelled),
@@ -71,13 +73,18 @@ int RunServe(const std::vector<std::string>& args) {
   FrontendOptions fo;
   RouterNodeOptions ro;
   int32_t workers = 0, prefill_workers = 0, worker_timeout_ms = 2000, max_prefill_queue = 16384;
-  FlagSet flags("serve", "Serve a model over gRPC and the OpenAI HTTP API (router and workers in one process).");
-  flags.AddString("model", &model_path, "GGUF file or Hugging Face folder (default: the setup step's SmolLM2)");
+  FlagSet flags(
+      "serve",
+      "Serve a model over gRPC and the OpenAI HTTP API (router and workers in one process).");
+  flags.AddString("model", &model_path,
+                  "GGUF file or Hugging Face folder (default: the setup step's SmolLM2)");
   flags.AddString("model-id", &model_id, "the model name clients use (default: the file name)");
   flags.AddString("host", &fo.host, "address to listen on (default 0.0.0.0)");
   flags.AddInt("grpc-port", &fo.grpc_port, "gRPC port (default 50051; 0 picks one)");
-  flags.AddInt("http-port", &fo.http_port, "OpenAI-compatible HTTP port (default 8000; 0 picks one)");
-  flags.AddInt("metrics-port", &fo.metrics_port, "Prometheus /metrics port (default 9400; 0 picks one)");
+  flags.AddInt("http-port", &fo.http_port,
+               "OpenAI-compatible HTTP port (default 8000; 0 picks one)");
+  flags.AddInt("metrics-port", &fo.metrics_port,
+               "Prometheus /metrics port (default 9400; 0 picks one)");
   flags.AddInt("http-threads", &fo.http_threads, "HTTP I/O threads (default 1)");
   flags.AddInt("workers", &workers,
                "0 (default): one engine bound to the router; N: N workers attached over loopback "
@@ -95,7 +102,8 @@ int RunServe(const std::vector<std::string>& args) {
   }
   if (check.ok()) check = CheckRange("http-threads", fo.http_threads, 1, 64);
   if (check.ok()) check = CheckRange("workers", workers, 0, 64);
-  if (check.ok()) check = CheckRange("prefill-workers", prefill_workers, 0, std::max(0, workers - 1));
+  if (check.ok())
+    check = CheckRange("prefill-workers", prefill_workers, 0, std::max(0, workers - 1));
   if (check.ok()) check = FinishRoutingFlags(&ro.routing, worker_timeout_ms, max_prefill_queue);
   if (!check.ok()) {
     ReportError("serve", check);
@@ -135,7 +143,8 @@ int RunServe(const std::vector<std::string>& args) {
     WorkerNodeOptions wo;
     wo.router = StrCat("127.0.0.1:", (*router)->internal_port());
     wo.id = StrCat("worker-", i);
-    wo.role = i < prefill_workers ? internal::v1::WORKER_ROLE_PREFILL : internal::v1::WORKER_ROLE_BOTH;
+    wo.role =
+        i < prefill_workers ? internal::v1::WORKER_ROLE_PREFILL : internal::v1::WORKER_ROLE_BOTH;
     wo.threads = engine.threads;
     wo.kv_cache_mb = engine.kv_cache_mb;
     wo.kv_dtype = engine.kv_dtype();
@@ -153,16 +162,19 @@ int RunServe(const std::vector<std::string>& args) {
   for (const auto& node : nodes) {
     for (int i = 0; i < 500 && !node->attached(); ++i) absl::SleepFor(absl::Milliseconds(20));
     if (!node->attached()) {
-      return ReportError("serve", absl::UnavailableError(StrCat("worker ", node->id(), " did not attach")));
+      return ReportError("serve",
+                         absl::UnavailableError(StrCat("worker ", node->id(), " did not attach")));
     }
   }
-  std::fprintf(stderr,
-               "tokenfab serve: model %s (%s), %d workers (%d prefill) of %d threads, disaggregation above %d tokens\n"
-               "tokenfab serve: gRPC on %s:%d, HTTP on http://%s:%d, metrics on http://%s:%d/metrics\n",
-               id.c_str(), model_path.c_str(), workers, prefill_workers, engine.threads,
-               ro.routing.disagg_threshold, fo.host.c_str(), (*router)->frontend().grpc_port(),
-               fo.host.c_str(), (*router)->frontend().http_port(), fo.host.c_str(),
-               (*router)->frontend().metrics_port());
+  std::fprintf(
+      stderr,
+      "tokenfab serve: model %s (%s), %d workers (%d prefill) of %d threads, disaggregation above "
+      "%d tokens\n"
+      "tokenfab serve: gRPC on %s:%d, HTTP on http://%s:%d, metrics on http://%s:%d/metrics\n",
+      id.c_str(), model_path.c_str(), workers, prefill_workers, engine.threads,
+      ro.routing.disagg_threshold, fo.host.c_str(), (*router)->frontend().grpc_port(),
+      fo.host.c_str(), (*router)->frontend().http_port(), fo.host.c_str(),
+      (*router)->frontend().metrics_port());
   std::fflush(stderr);
   std::fprintf(stderr, "tokenfab serve: %s, shutting down\n", WaitForSignal(signals));
   (*router)->Shutdown();

@@ -25,7 +25,8 @@ absl::StatusOr<internal::v1::WorkerRole> ParseRole(const std::string& role) {
   if (role == "both") return internal::v1::WORKER_ROLE_BOTH;
   if (role == "prefill") return internal::v1::WORKER_ROLE_PREFILL;
   if (role == "decode") return internal::v1::WORKER_ROLE_DECODE;
-  return absl::InvalidArgumentError(StrCat("--role must be prefill, decode or both, got '", role, "'"));
+  return absl::InvalidArgumentError(
+      StrCat("--role must be prefill, decode or both, got '", role, "'"));
 }
 
 int RunWorker(const std::vector<std::string>& args) {
@@ -36,14 +37,18 @@ int RunWorker(const std::vector<std::string>& args) {
   FlagSet flags("worker", "Run a worker: load the model, attach to a router, serve its requests.");
   flags.AddString("router", &o.router, "the router's internal address, HOST:PORT (required)", true);
   flags.AddString("role", &role, "prefill, decode or both (default both)");
-  flags.AddString("model", &model_path, "GGUF file or Hugging Face folder (default: the setup step's SmolLM2)");
-  flags.AddString("listen", &o.listen, "address of this worker's service (default 127.0.0.1:0, a free port)");
+  flags.AddString("model", &model_path,
+                  "GGUF file or Hugging Face folder (default: the setup step's SmolLM2)");
+  flags.AddString("listen", &o.listen,
+                  "address of this worker's service (default 127.0.0.1:0, a free port)");
   flags.AddString("advertise-host", &o.advertise_host,
                   "host the router and other workers dial (default: the --listen host)");
   flags.AddString("id", &o.id, "worker id (default: its address)");
   flags.AddString("device", &o.device, "cpu (default) or cuda:N");
-  flags.AddString("transport", &o.transport, "KV transport: tcp (default; CPU workers) or nccl (GPU workers)");
-  flags.AddInt("metrics-port", &metrics_port, "Prometheus /metrics port (default: none; 0 picks one)");
+  flags.AddString("transport", &o.transport,
+                  "KV transport: tcp (default; CPU workers) or nccl (GPU workers)");
+  flags.AddInt("metrics-port", &metrics_port,
+               "Prometheus /metrics port (default: none; 0 picks one)");
   flags.AddInt("prefill-timeout-ms", &prefill_timeout_ms,
                "give up on a remote prefill after this long and compute it here (default 30000)");
   flags.AddInt("drain-timeout-s", &drain_timeout_s,
@@ -76,8 +81,8 @@ int RunWorker(const std::vector<std::string>& args) {
   std::unique_ptr<MetricsEndpoint> exposer;
   if (metrics_port >= 0) {
     auto e = MetricsEndpoint::Start(metrics_host, metrics_port,
-                          {std::make_shared<EngineMetrics>(std::vector<EngineSource>{
-                              {"", &(*node)->engine(), &(*node)->transport()}})});
+                                    {std::make_shared<EngineMetrics>(std::vector<EngineSource>{
+                                        {"", &(*node)->engine(), &(*node)->transport()}})});
     if (!e.ok()) return ReportError("worker", e.status());
     exposer = std::move(*e);
   }

@@ -46,9 +46,8 @@ class ConnectionSink : public ResponseSink {
     if (!state_->gate_open) return;
     std::shared_ptr<Connection> c = connection_.lock();
     if (c == nullptr) return;
-    net::post(c->executor(), [c, serial = serial_, response] {
-      c->OnGenerateResponse(serial, response);
-    });
+    net::post(c->executor(),
+              [c, serial = serial_, response] { c->OnGenerateResponse(serial, response); });
   }
 
  private:
@@ -98,10 +97,9 @@ void Connection::ReadHeader() {
   parser_.emplace();
   parser_->header_limit(kHeaderLimit);
   parser_->body_limit(state_->options.max_body_bytes);
-  http::async_read_header(stream_, buffer_, *parser_,
-                          [self = shared_from_this()](beast::error_code ec, size_t) {
-                            self->OnHeader(ec);
-                          });
+  http::async_read_header(
+      stream_, buffer_, *parser_,
+      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
 }
 
 void Connection::OnHeader(beast::error_code ec) {
@@ -139,7 +137,8 @@ void Connection::OnBody(beast::error_code ec) {
     Handle(request);  // may move the body out
   } catch (const std::exception& e) {
     // A bug, not the client's fault; the connection stays usable.
-    if (!busy_) SendJson(500, MakeHttpError(500, "server_error", StrCat("internal error: ", e.what())).body);
+    if (!busy_)
+      SendJson(500, MakeHttpError(500, "server_error", StrCat("internal error: ", e.what())).body);
   }
 }
 
@@ -152,7 +151,8 @@ void Connection::OnReadError(beast::error_code ec) {
                                        state_->options.max_body_bytes, " bytes"))
                       .body);
   } else if (ec == http::error::header_limit) {
-    SendJson(431, MakeHttpError(431, "invalid_request_error", "the request headers are too large").body);
+    SendJson(431,
+             MakeHttpError(431, "invalid_request_error", "the request headers are too large").body);
   } else if (ec.category() == beast::error_code(http::error::bad_target).category() &&
              ec != http::error::end_of_stream && ec != http::error::partial_message) {
     SendJson(400, MakeHttpError(400, "invalid_request_error",
@@ -172,17 +172,18 @@ void Connection::Handle(Request& request) {
   const std::string_view method_name(request.method_string().data(),
                                      request.method_string().size());
   auto not_allowed = [&](std::string_view allow) {
-    SendJson(405,
-             MakeHttpError(405, "invalid_request_error",
-                           StrCat("method ", method_name, " is not allowed on ", path,
-                                  "; use ", allow))
-                 .body,
-             0, allow);
+    SendJson(
+        405,
+        MakeHttpError(405, "invalid_request_error",
+                      StrCat("method ", method_name, " is not allowed on ", path, "; use ", allow))
+            .body,
+        0, allow);
   };
   if (path == "/health") {
     if (method != http::verb::get) return not_allowed("GET");
     if (!state_->router->Ready()) {
-      return SendJson(503, Json{{"status", "unavailable"}, {"reason", "no decode worker is attached"}});
+      return SendJson(503,
+                      Json{{"status", "unavailable"}, {"reason", "no decode worker is attached"}});
     }
     return SendJson(200, Json{{"status", "ok"}});
   }
@@ -196,7 +197,8 @@ void Connection::Handle(Request& request) {
         path == "/v1/completions" ? OpenAiEndpoint::kCompletions : OpenAiEndpoint::kChatCompletions,
         std::move(request.body()));
   }
-  SendJson(404, MakeHttpError(404, "invalid_request_error", StrCat("no such endpoint: ", path)).body);
+  SendJson(404,
+           MakeHttpError(404, "invalid_request_error", StrCat("no such endpoint: ", path)).body);
 }
 
 void Connection::HandleModels(std::string_view path) {
@@ -209,15 +211,16 @@ void Connection::HandleModels(std::string_view path) {
                         {"owned_by", "tokenfab"},
                         {"max_model_len", m.context_length()}});  // as vLLM reports it
   }
-  if (path == "/v1/models") return SendJson(200, Json{{"object", "list"}, {"data", std::move(data)}});
+  if (path == "/v1/models")
+    return SendJson(200, Json{{"object", "list"}, {"data", std::move(data)}});
   const std::string_view id = path.substr(std::string_view("/v1/models/").size());
   for (const Json& m : data) {
     if (m["id"].get<std::string>() == id) return SendJson(200, m);
   }
-  SendJson(404, MakeHttpError(404, "invalid_request_error",
-                              StrCat("the model '", id, "' does not exist"), "model",
-                              "model_not_found")
-                    .body);
+  SendJson(404,
+           MakeHttpError(404, "invalid_request_error",
+                         StrCat("the model '", id, "' does not exist"), "model", "model_not_found")
+               .body);
 }
 
 void Connection::StartGeneration(OpenAiEndpoint endpoint, std::string body) {
@@ -233,8 +236,9 @@ void Connection::StartGeneration(OpenAiEndpoint endpoint, std::string body) {
   // threads cannot run out of work (and Shutdown finish) while a request is
   // being admitted; Shutdown relies on that to cancel it.
   net::any_io_executor work = net::prefer(executor_, net::execution::outstanding_work.tracked);
-  net::post(*state_->admission, [state = state_, weak = weak_from_this(), serial = serial_, endpoint,
-                                 body = std::move(body), work = std::move(work)]() mutable {
+  net::post(*state_->admission, [state = state_, weak = weak_from_this(), serial = serial_,
+                                 endpoint, body = std::move(body),
+                                 work = std::move(work)]() mutable {
     Admission a;
     try {
       absl::StatusOr<OpenAiRequest> parsed = ParseOpenAiRequest(endpoint, body);
@@ -338,7 +342,8 @@ void Connection::OnGenerateResponse(uint64_t serial, const v1::GenerateResponse&
                              .body);
   }
   if (reason == v1::FINISH_REASON_ERROR) {
-    return SendJson(500, MakeHttpError(500, "server_error", "the worker failed while generating").body);
+    return SendJson(500,
+                    MakeHttpError(500, "server_error", "the worker failed while generating").body);
   }
   SendJson(200, builder_->Build());
 }

@@ -53,7 +53,8 @@ std::vector<int32_t> Tokens(int n, int salt) {
   return t;
 }
 
-RouteRequest Req(const std::vector<uint64_t>& hashes, int32_t prompt_tokens, int32_t max_tokens = 16) {
+RouteRequest Req(const std::vector<uint64_t>& hashes, int32_t prompt_tokens,
+                 int32_t max_tokens = 16) {
   return {hashes, prompt_tokens, max_tokens, {}};
 }
 

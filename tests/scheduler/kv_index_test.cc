@@ -5,7 +5,8 @@
 namespace tokenfab {
 namespace {
 
-internal::v1::KvEvent Event(internal::v1::KvEvent::Kind kind, std::initializer_list<uint64_t> hashes) {
+internal::v1::KvEvent Event(internal::v1::KvEvent::Kind kind,
+                            std::initializer_list<uint64_t> hashes) {
   internal::v1::KvEvent e;
   e.set_kind(kind);
   for (uint64_t h : hashes) e.add_block_hashes(h);

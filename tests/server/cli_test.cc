@@ -13,9 +13,9 @@ namespace tokenfab {
 namespace {
 
 using ::testing::HasSubstr;
-using ::testing::StartsWith;
 using testing::ProcessResult;
 using testing::RunProcess;
+using ::testing::StartsWith;
 
 ProcessResult Tokenfab(std::vector<std::string> args) {
   args.insert(args.begin(), testing::TokenfabBinary());
@@ -72,9 +72,9 @@ TEST_F(CliTest, GenerateEndsWithTheTokenIdsLine) {
 }
 
 TEST_F(CliTest, ChatUsesTheModelTemplateAndStopsAtEndOfTurn) {
-  ProcessResult r = Tokenfab({"generate", "--model", model_, "--prompt", "Say hi.", "--chat",
-                              "--system", "Answer in one short sentence.", "--max-tokens", "60",
-                              "--print-token-ids"});
+  ProcessResult r =
+      Tokenfab({"generate", "--model", model_, "--prompt", "Say hi.", "--chat", "--system",
+                "Answer in one short sentence.", "--max-tokens", "60", "--print-token-ids"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.err, HasSubstr("finish: stop"));
   // The last id is the end-of-turn token <|im_end|> (2); its text is not printed.
@@ -95,9 +95,9 @@ TEST_F(CliTest, SameSeedSameSample) {
 }
 
 TEST_F(CliTest, GeneratesFromAHuggingFaceFolder) {
-  ProcessResult r = Tokenfab({"generate", "--model", testing::TestDataPath("hf/tiny-llama"),
-                              "--prompt", "hello world", "--max-tokens", "6", "--ignore-eos",
-                              "--print-token-ids"});
+  ProcessResult r =
+      Tokenfab({"generate", "--model", testing::TestDataPath("hf/tiny-llama"), "--prompt",
+                "hello world", "--max-tokens", "6", "--ignore-eos", "--print-token-ids"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string last = Lines(r.out).back();
   EXPECT_THAT(last, StartsWith("token_ids: "));
@@ -145,7 +145,7 @@ TEST_F(CliTest, BadInputIsAOneLineError) {
 // command that failed.
 TEST_F(CliTest, ExitCodesSeparateUsageFromFailure) {
   const std::vector<std::vector<std::string>> usage = {
-      {"--max-tokens", "0"}, {"--top-p", "2"},          {"--threads", "0"},
+      {"--max-tokens", "0"},   {"--top-p", "2"},          {"--threads", "0"},
       {"--temperature", "-1"}, {"--kv-cache-type", "f8"}, {"--bogus"},
   };
   for (const auto& extra : usage) {
@@ -175,11 +175,14 @@ TEST_F(CliTest, WorkerAndRouterRefuseBadFlagsWithOneLine) {
   ExpectOneLineError(Tokenfab({"worker", "--model", model_}), "--router");
   ExpectOneLineError(Tokenfab({"worker", "--router", "127.0.0.1:1", "--role", "cook"}),
                      "--role must be prefill, decode or both");
-  ExpectOneLineError(Tokenfab({"worker", "--router", "127.0.0.1:1", "--model", model_, "--device", "cuda:0"}),
-                     "no CUDA backend yet");
-  ExpectOneLineError(Tokenfab({"worker", "--router", "127.0.0.1:1", "--model", model_, "--transport", "nccl"}),
-                     "--transport nccl moves KV between GPU workers");
-  ExpectOneLineError(Tokenfab({"router", "--disagg-threshold", "-1"}), "--disagg-threshold must be between");
+  ExpectOneLineError(
+      Tokenfab({"worker", "--router", "127.0.0.1:1", "--model", model_, "--device", "cuda:0"}),
+      "no CUDA backend yet");
+  ExpectOneLineError(
+      Tokenfab({"worker", "--router", "127.0.0.1:1", "--model", model_, "--transport", "nccl"}),
+      "--transport nccl moves KV between GPU workers");
+  ExpectOneLineError(Tokenfab({"router", "--disagg-threshold", "-1"}),
+                     "--disagg-threshold must be between");
   ExpectOneLineError(Tokenfab({"serve", "--workers", "2", "--prefill-workers", "2"}),
                      "--prefill-workers must be between 0 and 1");
 }

@@ -44,7 +44,9 @@ struct StepResult {
   // Per sequence: index of its first logits row, or -1 (LogitsMode::kNone).
   std::vector<int32_t> first_row;
 
-  const float* Row(int32_t row) const { return logits.data() + static_cast<int64_t>(row) * vocab_size; }
+  const float* Row(int32_t row) const {
+    return logits.data() + static_cast<int64_t>(row) * vocab_size;
+  }
 };
 
 class Backend {

@@ -12,7 +12,8 @@ int32_t BlocksFor(int32_t tokens) { return (tokens + kKvBlockSize - 1) / kKvBloc
 
 // Higher priority first, then earlier arrival.
 bool RunsBefore(const Sequence& a, const Sequence& b) {
-  if (a.request.priority() != b.request.priority()) return a.request.priority() > b.request.priority();
+  if (a.request.priority() != b.request.priority())
+    return a.request.priority() > b.request.priority();
   return a.arrival < b.arrival;
 }
 
@@ -77,9 +78,10 @@ bool BatchScheduler::Admit(Sequence* seq, int32_t budget, int32_t* take) {
   // blocks entirely before it may come from the cache.
   const int32_t n = static_cast<int32_t>(seq->tokens.size());
   const int32_t max_hit_blocks = (n - 1) / kKvBlockSize;
-  const std::vector<uint64_t> hashes = BlockHashes(
-      std::span<const int32_t>(seq->tokens).first(static_cast<size_t>(max_hit_blocks) * kKvBlockSize),
-      kKvBlockSize);
+  const std::vector<uint64_t> hashes =
+      BlockHashes(std::span<const int32_t>(seq->tokens)
+                      .first(static_cast<size_t>(max_hit_blocks) * kKvBlockSize),
+                  kKvBlockSize);
   seq->block_table = pool_->AcquireCached(hashes);
   const int32_t hit = static_cast<int32_t>(seq->block_table.size());
   seq->num_computed = hit * kKvBlockSize;
@@ -150,8 +152,8 @@ void BatchScheduler::Computed(Sequence* seq, int32_t num_tokens) {
   while (seq->num_committed < seq->num_computed / kKvBlockSize) {
     const int32_t c = seq->num_committed;
     const uint64_t hash = HashBlock(
-        seq->last_hash,
-        std::span<const int32_t>(seq->tokens).subspan(static_cast<size_t>(c) * kKvBlockSize, kKvBlockSize));
+        seq->last_hash, std::span<const int32_t>(seq->tokens)
+                            .subspan(static_cast<size_t>(c) * kKvBlockSize, kKvBlockSize));
     pool_->Commit(seq->block_table[c], hash, seq->last_hash);
     seq->last_hash = hash;
     ++seq->num_committed;
@@ -165,8 +167,9 @@ std::unique_ptr<Sequence> BatchScheduler::Remove(Sequence* seq) {
       it != running_.end()) {
     out = std::move(*it);
     running_.erase(it);
-  } else if (auto wit = std::find_if(waiting_.begin(), waiting_.end(),
-                                     [&](const std::unique_ptr<Sequence>& s) { return s.get() == seq; });
+  } else if (auto wit =
+                 std::find_if(waiting_.begin(), waiting_.end(),
+                              [&](const std::unique_ptr<Sequence>& s) { return s.get() == seq; });
              wit != waiting_.end()) {
     out = std::move(*wit);
     waiting_.erase(wit);

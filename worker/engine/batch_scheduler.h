@@ -81,7 +81,7 @@ class BatchScheduler {
   SchedulerOptions options_;
   BlockPool* pool_;
   std::vector<std::unique_ptr<Sequence>> running_;  // admission order, oldest first
-  std::deque<std::unique_ptr<Sequence>> waiting_;    // priority, then arrival
+  std::deque<std::unique_ptr<Sequence>> waiting_;   // priority, then arrival
   int64_t preemptions_ = 0;
   std::vector<Sequence*> remote_starts_;
   std::vector<std::string> remote_aborts_;

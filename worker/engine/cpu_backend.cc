@@ -23,12 +23,13 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const ModelConfig
                                                                const ModelWeights& weights,
                                                                const CpuBackendOptions& options) {
   if (options.threads < 1 || options.threads > 1024) {
-    return absl::InvalidArgumentError(StrCat("threads must be between 1 and 1024, got ",
-                                             options.threads));
+    return absl::InvalidArgumentError(
+        StrCat("threads must be between 1 and 1024, got ", options.threads));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<KvCache> kv,
                    KvCache::Create(config, {options.num_kv_blocks, options.kv_dtype}));
-  return std::unique_ptr<CpuBackend>(new CpuBackend(config, weights, std::move(kv), options.threads));
+  return std::unique_ptr<CpuBackend>(
+      new CpuBackend(config, weights, std::move(kv), options.threads));
 }
 
 CpuBackend::CpuBackend(const ModelConfig& config, const ModelWeights& weights,
@@ -52,7 +53,8 @@ absl::Status CpuBackend::CheckKvRange(int32_t layer, std::span<const int32_t> bl
   }
   for (int64_t b = first / kKvBlockSize; b < (end + kKvBlockSize - 1) / kKvBlockSize; ++b) {
     if (block_table[b] < 0 || block_table[b] >= kv_->num_blocks()) {
-      return absl::InvalidArgumentError(StrCat("KV block ", block_table[b], " of ", kv_->num_blocks()));
+      return absl::InvalidArgumentError(
+          StrCat("KV block ", block_table[b], " of ", kv_->num_blocks()));
     }
   }
   if (bytes != static_cast<size_t>(kv_->layout().PositionBytes() * count)) {
@@ -106,8 +108,8 @@ absl::Status CpuBackend::Validate(std::span<const SequenceStep> batch) const {
     }
     for (int32_t t : seq.tokens) {
       if (t < 0 || t >= config_.vocab_size) {
-        return absl::InvalidArgumentError(StrCat("token id ", t, " is outside the vocabulary of ",
-                                                 config_.vocab_size));
+        return absl::InvalidArgumentError(
+            StrCat("token id ", t, " is outside the vocabulary of ", config_.vocab_size));
       }
     }
   }
@@ -120,12 +122,12 @@ absl::Status CpuBackend::Validate(std::span<const SequenceStep> batch) const {
     for (size_t i = 0; i < seq.tokens.size(); ++i) {
       const int64_t pos = seq.start_position + static_cast<int64_t>(i);
       const int64_t slot =
-          static_cast<int64_t>(seq.block_table[pos / kKvBlockSize]) * kKvBlockSize + pos % kKvBlockSize;
+          static_cast<int64_t>(seq.block_table[pos / kKvBlockSize]) * kKvBlockSize +
+          pos % kKvBlockSize;
       if (!slots.insert(slot).second) {
-        return absl::InvalidArgumentError(StrCat("sequence ", s, " writes KV block ",
-                                                 seq.block_table[pos / kKvBlockSize], " slot ",
-                                                 pos % kKvBlockSize, ", which another token of ",
-                                                 "this step also writes"));
+        return absl::InvalidArgumentError(StrCat(
+            "sequence ", s, " writes KV block ", seq.block_table[pos / kKvBlockSize], " slot ",
+            pos % kKvBlockSize, ", which another token of ", "this step also writes"));
       }
     }
   }
@@ -165,7 +167,8 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> batch, StepResult
   }
   std::vector<int32_t> token_ids;
   token_ids.reserve(n);
-  for (const SequenceStep& seq : batch) token_ids.insert(token_ids.end(), seq.tokens.begin(), seq.tokens.end());
+  for (const SequenceStep& seq : batch)
+    token_ids.insert(token_ids.end(), seq.tokens.begin(), seq.tokens.end());
 
   pool_.ParallelFor(n, 4, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
@@ -287,7 +290,8 @@ void CpuBackend::RunLayer(int32_t layer, int64_t n) {
   });
   MatMul(w.w_down, gate_.data(), ff, n, tmp_.data(), hidden, pool_, &act_scratch_);
   pool_.ParallelFor(n, 4, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) AddInPlace(x_.data() + t * hidden, tmp_.data() + t * hidden, hidden);
+    for (int64_t t = b; t < e; ++t)
+      AddInPlace(x_.data() + t * hidden, tmp_.data() + t * hidden, hidden);
   });
 }
 

@@ -60,8 +60,8 @@ absl::Status Engine::SubmitPrefill(const internal::v1::PrefillRequest& prefill,
                                    std::shared_ptr<KvSendStream> sink, OutputCallback on_output) {
   const int32_t n = prefill.token_ids_size();
   if (prefill.send_from() < 0 || prefill.send_from() >= n) {
-    return absl::InvalidArgumentError(StrCat("send_from ", prefill.send_from(),
-                                             " is outside the ", n, " tokens"));
+    return absl::InvalidArgumentError(
+        StrCat("send_from ", prefill.send_from(), " is outside the ", n, " tokens"));
   }
   if (sink == nullptr) return absl::InvalidArgumentError("no KV stream to send to");
   WorkerRequest request;
@@ -69,7 +69,8 @@ absl::Status Engine::SubmitPrefill(const internal::v1::PrefillRequest& prefill,
   *request.mutable_prompt_ids() = prefill.token_ids();
   request.set_max_tokens(1);  // nothing is sampled; it only sizes the blocks
   request.set_deadline_unix_ms(prefill.deadline_unix_ms());
-  return CheckAndQueue(std::move(request), std::move(on_output), std::move(sink), prefill.send_from());
+  return CheckAndQueue(std::move(request), std::move(on_output), std::move(sink),
+                       prefill.send_from());
 }
 
 absl::Status Engine::CheckAndQueue(WorkerRequest request, OutputCallback on_output,
@@ -89,7 +90,8 @@ absl::Status Engine::CheckAndQueue(WorkerRequest request, OutputCallback on_outp
                                              request.max_tokens(), ") exceeds the context length ",
                                              context_length_));
   }
-  const int64_t blocks = (static_cast<int64_t>(n) + request.max_tokens() + kKvBlockSize - 1) / kKvBlockSize;
+  const int64_t blocks =
+      (static_cast<int64_t>(n) + request.max_tokens() + kKvBlockSize - 1) / kKvBlockSize;
   if (blocks > pool_.num_blocks()) {
     return absl::InvalidArgumentError(StrCat("the request needs ", blocks, " KV blocks but the ",
                                              "worker's cache has ", pool_.num_blocks()));
@@ -108,7 +110,8 @@ absl::Status Engine::CheckAndQueue(WorkerRequest request, OutputCallback on_outp
   }
   active_ids_.insert(request.request_id());
   ++queued_;
-  incoming_.push_back({std::move(request), std::move(on_output), std::move(kv_export), export_from});
+  incoming_.push_back(
+      {std::move(request), std::move(on_output), std::move(kv_export), export_from});
   return absl::OkStatus();
 }
 
@@ -184,8 +187,10 @@ void Engine::TakeIncoming() {
     seq->prompt_len = static_cast<int32_t>(seq->tokens.size());
     seq->kv_export = std::move(in.kv_export);
     seq->export_sent = in.export_from;
-    seq->stop_ids.insert(seq->request.stop_token_ids().begin(), seq->request.stop_token_ids().end());
-    seq->sampler = std::make_unique<Sampler>(ToSamplingOptions(seq->request.sampling()), seq->tokens);
+    seq->stop_ids.insert(seq->request.stop_token_ids().begin(),
+                         seq->request.stop_token_ids().end());
+    seq->sampler =
+        std::make_unique<Sampler>(ToSamplingOptions(seq->request.sampling()), seq->tokens);
     if (seq->request.deadline_unix_ms() > 0) {
       seq->deadline = std::chrono::system_clock::time_point(
           std::chrono::milliseconds(seq->request.deadline_unix_ms()));
@@ -223,7 +228,8 @@ void Engine::FinishCancelled() {
   }
 }
 
-void Engine::Finish(Sequence* seq, WorkerFinish reason, WorkerOutput* out, const std::string& error) {
+void Engine::Finish(Sequence* seq, WorkerFinish reason, WorkerOutput* out,
+                    const std::string& error) {
   out->set_request_id(seq->request.request_id());
   out->set_finish(reason);
   if (!error.empty()) out->set_error(error);
@@ -251,7 +257,8 @@ bool Engine::Step() {
     const bool last = s->num_computed + p.num_tokens == static_cast<int32_t>(s->tokens.size()) &&
                       s->kv_export == nullptr;
     steps.push_back({std::span<const int32_t>(s->tokens).subspan(s->num_computed, p.num_tokens),
-                     s->num_computed, s->block_table, last ? LogitsMode::kLast : LogitsMode::kNone});
+                     s->num_computed, s->block_table,
+                     last ? LogitsMode::kLast : LogitsMode::kNone});
     if (p.num_tokens == 1 && s->num_computed >= s->prompt_len) {
       ++decode;
     } else {
@@ -357,8 +364,8 @@ void Engine::StartRemotePrefills() {
     job.layout = backend_->kv_layout();
     const uint64_t generation = s->remote_generation;
     options_.remote_prefiller->Start(
-        std::move(job), [this, id = job.request_id, generation](
-                            absl::StatusOr<std::unique_ptr<ReceivedKv>> kv) {
+        std::move(job),
+        [this, id = job.request_id, generation](absl::StatusOr<std::unique_ptr<ReceivedKv>> kv) {
           absl::MutexLock lock(&mu_);
           arrivals_.push_back({id, generation, std::move(kv)});
         });
@@ -431,8 +438,10 @@ void Engine::PublishStats() {
   stats_.prefix_hits = pool_.prefix_hits();
   queued_ = static_cast<int32_t>(incoming_.size() + scheduler_.waiting().size());
   int64_t pending = 0;
-  for (const auto& q : scheduler_.running()) pending += std::max(0, q->prompt_len - q->num_computed);
-  for (const auto& q : scheduler_.waiting()) pending += std::max(0, q->prompt_len - q->num_computed);
+  for (const auto& q : scheduler_.running())
+    pending += std::max(0, q->prompt_len - q->num_computed);
+  for (const auto& q : scheduler_.waiting())
+    pending += std::max(0, q->prompt_len - q->num_computed);
   stats_.pending_prefill_tokens = pending;
 }
 

@@ -21,8 +21,8 @@ absl::StatusOr<int32_t> KvCache::BlocksIn(const ModelConfig& config, KvDType dty
   const uint64_t block_bytes = BytesPerBlock(config, dtype);
   const int64_t blocks = (mib << 20) / static_cast<int64_t>(block_bytes);
   if (blocks < 1) {
-    return absl::InvalidArgumentError(StrCat("--kv-cache-mb ", mib, " holds no KV block of this model (",
-                                             block_bytes, " bytes each)"));
+    return absl::InvalidArgumentError(StrCat(
+        "--kv-cache-mb ", mib, " holds no KV block of this model (", block_bytes, " bytes each)"));
   }
   return static_cast<int32_t>(std::min<int64_t>(blocks, 1 << 30));
 }
@@ -30,16 +30,16 @@ absl::StatusOr<int32_t> KvCache::BlocksIn(const ModelConfig& config, KvDType dty
 absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& config,
                                                          const KvCacheOptions& options) {
   if (options.num_blocks <= 0) {
-    return absl::InvalidArgumentError(StrCat("KV cache needs at least one block, got ",
-                                             options.num_blocks));
+    return absl::InvalidArgumentError(
+        StrCat("KV cache needs at least one block, got ", options.num_blocks));
   }
   const uint64_t per_block = BytesPerBlock(config, options.dtype);
   const uint64_t blocks = static_cast<uint64_t>(options.num_blocks);
   const long pages = ::sysconf(_SC_PHYS_PAGES);
   const long page_size = ::sysconf(_SC_PAGESIZE);
-  const uint64_t physical =
-      pages > 0 && page_size > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size)
-                                 : std::numeric_limits<uint64_t>::max();
+  const uint64_t physical = pages > 0 && page_size > 0
+                                ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size)
+                                : std::numeric_limits<uint64_t>::max();
   // Refuse what cannot fit in this machine's memory with a message, instead of
   // dying in the allocator (or later, under the OOM killer).
   if (per_block > physical / blocks) {
@@ -51,8 +51,8 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& conf
   try {
     return std::unique_ptr<KvCache>(new KvCache(config, options));
   } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError(StrCat("cannot allocate a KV cache of ",
-                                               per_block * blocks >> 20, " MiB"));
+    return absl::ResourceExhaustedError(
+        StrCat("cannot allocate a KV cache of ", per_block * blocks >> 20, " MiB"));
   }
 }
 

@@ -29,9 +29,7 @@ struct KvLayout {
 
   int32_t ElementBytes() const { return dtype == KvDType::kF16 ? 2 : 4; }
   // Bytes of K and V of one position in one layer.
-  int64_t PositionBytes() const {
-    return 2ll * num_kv_heads * head_dim * ElementBytes();
-  }
+  int64_t PositionBytes() const { return 2ll * num_kv_heads * head_dim * ElementBytes(); }
   bool operator==(const KvLayout&) const = default;
 };
 

@@ -55,17 +55,16 @@ absl::Status CheckStreamHeader(const uint8_t* b, const KvTransferSpec& e) {
   const int32_t layers = Get<int32_t>(b + 16), heads = Get<int32_t>(b + 20),
                 dim = Get<int32_t>(b + 24), dtype = Get<int32_t>(b + 28),
                 first = Get<int32_t>(b + 32), end = Get<int32_t>(b + 36);
-  if (layers != e.layout.num_layers || heads != e.layout.num_kv_heads ||
-      dim != e.layout.head_dim || dtype != DTypeCode(e.layout.dtype)) {
-    return absl::FailedPreconditionError(
-        StrCat("KV layout of the sender (", layers, " layers, ", heads, " heads of ", dim,
-               ", dtype ", dtype, ") differs from this worker's (", e.layout.num_layers, ", ",
-               e.layout.num_kv_heads, ", ", e.layout.head_dim, ", ", DTypeCode(e.layout.dtype), ")"));
+  if (layers != e.layout.num_layers || heads != e.layout.num_kv_heads || dim != e.layout.head_dim ||
+      dtype != DTypeCode(e.layout.dtype)) {
+    return absl::FailedPreconditionError(StrCat(
+        "KV layout of the sender (", layers, " layers, ", heads, " heads of ", dim, ", dtype ",
+        dtype, ") differs from this worker's (", e.layout.num_layers, ", ", e.layout.num_kv_heads,
+        ", ", e.layout.head_dim, ", ", DTypeCode(e.layout.dtype), ")"));
   }
   if (first != e.first_position || end != e.end_position) {
-    return absl::InvalidArgumentError(StrCat("KV positions [", first, ", ", end,
-                                             ") sent, [", e.first_position, ", ", e.end_position,
-                                             ") expected"));
+    return absl::InvalidArgumentError(StrCat("KV positions [", first, ", ", end, ") sent, [",
+                                             e.first_position, ", ", e.end_position, ") expected"));
   }
   return absl::OkStatus();
 }
@@ -98,7 +97,8 @@ KvAssembly::KvAssembly(const KvTransferSpec& spec)
 absl::Status KvAssembly::Accept(const PieceHeader& p) {
   const KvTransferSpec& s = kv_->spec;
   if (p.layer < 0 || p.layer >= s.layout.num_layers) {
-    return absl::InvalidArgumentError(StrCat("KV piece for layer ", p.layer, " of ", s.layout.num_layers));
+    return absl::InvalidArgumentError(
+        StrCat("KV piece for layer ", p.layer, " of ", s.layout.num_layers));
   }
   if (p.count <= 0 || p.first_position != next_[p.layer] ||
       static_cast<int64_t>(p.first_position) + p.count > s.end_position) {
@@ -107,7 +107,8 @@ absl::Status KvAssembly::Accept(const PieceHeader& p) {
                                              next_[p.layer], " comes next (transfer ends at ",
                                              s.end_position, ")"));
   }
-  if (p.payload_bytes != static_cast<uint64_t>(s.layout.PositionBytes()) * static_cast<uint64_t>(p.count)) {
+  if (p.payload_bytes !=
+      static_cast<uint64_t>(s.layout.PositionBytes()) * static_cast<uint64_t>(p.count)) {
     return absl::InvalidArgumentError(StrCat("KV piece of ", p.count, " positions carries ",
                                              p.payload_bytes, " bytes, not ",
                                              s.layout.PositionBytes() * p.count));

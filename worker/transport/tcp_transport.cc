@@ -74,7 +74,8 @@ absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(const std::str
     return absl::InvalidArgumentError(StrCat("'", endpoint, "' is not host:port"));
   }
   std::string host = endpoint.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   return std::make_pair(host, endpoint.substr(colon + 1));
 }
 
@@ -86,7 +87,8 @@ absl::StatusOr<int> Connect(const std::string& endpoint, int32_t timeout_ms) {
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
   if (int rc = ::getaddrinfo(hp->first.c_str(), hp->second.c_str(), &hints, &res); rc != 0) {
-    return absl::UnavailableError(StrCat("cannot resolve KV peer ", endpoint, ": ", gai_strerror(rc)));
+    return absl::UnavailableError(
+        StrCat("cannot resolve KV peer ", endpoint, ": ", gai_strerror(rc)));
   }
   absl::Status last = absl::UnavailableError(StrCat("cannot connect to KV peer ", endpoint));
   int fd = -1;
@@ -144,7 +146,8 @@ namespace {
 
 class TcpSendStream : public KvSendStream {
  public:
-  explicit TcpSendStream(std::shared_ptr<TcpTransport::SendState> state) : state_(std::move(state)) {}
+  explicit TcpSendStream(std::shared_ptr<TcpTransport::SendState> state)
+      : state_(std::move(state)) {}
   ~TcpSendStream() override {
     bool done;
     {
@@ -178,11 +181,14 @@ class TcpSendStream : public KvSendStream {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(const TcpTransportOptions& options) {
+absl::StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(
+    const TcpTransportOptions& options) {
   if (options.port < 0 || options.port > 65535) {
-    return absl::InvalidArgumentError(StrCat("KV port must be between 0 and 65535, got ", options.port));
+    return absl::InvalidArgumentError(
+        StrCat("KV port must be between 0 and 65535, got ", options.port));
   }
-  if (options.io_timeout_ms <= 0) return absl::InvalidArgumentError("KV io timeout must be positive");
+  if (options.io_timeout_ms <= 0)
+    return absl::InvalidArgumentError("KV io timeout must be positive");
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -190,13 +196,15 @@ absl::StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(const TcpTran
   addrinfo* res = nullptr;
   const std::string port = std::to_string(options.port);
   if (int rc = ::getaddrinfo(options.listen_host.c_str(), port.c_str(), &hints, &res); rc != 0) {
-    return absl::InvalidArgumentError(StrCat("cannot resolve '", options.listen_host, "': ", gai_strerror(rc)));
+    return absl::InvalidArgumentError(
+        StrCat("cannot resolve '", options.listen_host, "': ", gai_strerror(rc)));
   }
   int fd = ::socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, res->ai_protocol);
   int one = 1;
   if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (fd < 0 || ::bind(fd, res->ai_addr, res->ai_addrlen) != 0 || ::listen(fd, 128) != 0) {
-    absl::Status s = Errno(StrCat("cannot listen for KV on ", options.listen_host, ":", options.port));
+    absl::Status s =
+        Errno(StrCat("cannot listen for KV on ", options.listen_host, ":", options.port));
     if (fd >= 0) ::close(fd);
     ::freeaddrinfo(res);
     return s;
@@ -205,11 +213,13 @@ absl::StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(const TcpTran
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int bound = ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
-                                                     : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+  const int bound =
+      ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port
+                                       : reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
   std::string host = options.advertise_host;
   if (host.empty()) {
-    host = options.listen_host == "0.0.0.0" || options.listen_host == "::" ? "127.0.0.1" : options.listen_host;
+    host = options.listen_host == "0.0.0.0" || options.listen_host == "::" ? "127.0.0.1"
+                                                                           : options.listen_host;
   }
   if (host.find(':') != std::string::npos) host = StrCat("[", host, "]");
   return std::unique_ptr<TcpTransport>(new TcpTransport(options, fd, StrCat(host, ":", bound)));
@@ -279,7 +289,8 @@ void TcpTransport::Receive(int fd) {
     if (!id.ok()) return id.status();
     expected = Claim(*id);
     if (expected == nullptr) {
-      return absl::NotFoundError(StrCat("KV transfer ", *id, " is not expected here (unknown, "
+      return absl::NotFoundError(StrCat("KV transfer ", *id,
+                                        " is not expected here (unknown, "
                                         "already received or given up)"));
     }
     if (absl::Status s = CheckStreamHeader(header, expected->spec); !s.ok()) return s;
@@ -291,8 +302,10 @@ void TcpTransport::Receive(int fd) {
       const PieceHeader piece = DecodePieceHeader(ph);
       if (piece.layer == kEndOfTransfer) break;
       if (absl::Status s = assembly.Accept(piece); !s.ok()) return s;
-      if (absl::Status s = ReadAll(fd, assembly.KDestination(piece), row * piece.count); !s.ok()) return s;
-      if (absl::Status s = ReadAll(fd, assembly.VDestination(piece), row * piece.count); !s.ok()) return s;
+      if (absl::Status s = ReadAll(fd, assembly.KDestination(piece), row * piece.count); !s.ok())
+        return s;
+      if (absl::Status s = ReadAll(fd, assembly.VDestination(piece), row * piece.count); !s.ok())
+        return s;
       counters_->bytes_received += static_cast<int64_t>(piece.payload_bytes);
     }
     const uint8_t ack = assembly.Complete() ? 1 : 0;
@@ -338,7 +351,8 @@ absl::Status TcpTransport::Expect(const KvTransferSpec& spec, Arrival on_arrival
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("the KV transport is shutting down");
   if (!expected_.emplace(spec.transfer_id, std::move(e)).second) {
-    return absl::AlreadyExistsError(StrCat("KV transfer ", spec.transfer_id, " is already expected"));
+    return absl::AlreadyExistsError(
+        StrCat("KV transfer ", spec.transfer_id, " is already expected"));
   }
   return absl::OkStatus();
 }
@@ -356,7 +370,8 @@ void TcpTransport::Forget(uint64_t transfer_id) {
   e->on_arrival = nullptr;
 }
 
-std::unique_ptr<KvSendStream> TcpTransport::Open(const std::string& peer, const KvTransferSpec& spec) {
+std::unique_ptr<KvSendStream> TcpTransport::Open(const std::string& peer,
+                                                 const KvTransferSpec& spec) {
   auto state = std::make_shared<SendState>();
   state->peer = peer;
   state->spec = spec;

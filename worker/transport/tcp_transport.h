@@ -43,8 +43,8 @@ class TcpTransport : public KvTransport {
   KvTransportStats Stats() const override;
 
   struct Counters {
-    std::atomic<int64_t> bytes_sent{0}, bytes_received{0}, transfers_sent{0},
-        transfers_received{0}, transfers_failed{0};
+    std::atomic<int64_t> bytes_sent{0}, bytes_received{0}, transfers_sent{0}, transfers_received{0},
+        transfers_failed{0};
   };
   struct Expected;
   struct SendState;

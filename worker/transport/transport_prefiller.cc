@@ -64,9 +64,11 @@ void TransportPrefiller::Start(RemotePrefillJob j, Done done) {
   spec.layout = j.layout;
   spec.first_position = j.send_from;
   spec.end_position = static_cast<int32_t>(j.tokens.size());
-  if (absl::Status s = transport_->Expect(spec, [this, job](absl::StatusOr<std::unique_ptr<ReceivedKv>> kv) {
-        Complete(job, std::move(kv));
-      });
+  if (absl::Status s =
+          transport_->Expect(spec,
+                             [this, job](absl::StatusOr<std::unique_ptr<ReceivedKv>> kv) {
+                               Complete(job, std::move(kv));
+                             });
       !s.ok()) {
     Complete(job, s);
     return;
@@ -125,7 +127,8 @@ absl::Status ServePrefill(Engine& engine, KvTransport& transport,
   }
   if (request.target().transport() != transport.kind()) {
     return absl::FailedPreconditionError(StrCat("KV transport '", request.target().transport(),
-                                                "' asked, this worker has '", transport.kind(), "'"));
+                                                "' asked, this worker has '", transport.kind(),
+                                                "'"));
   }
   if (request.send_from() < 0 || request.send_from() >= request.token_ids_size()) {
     return absl::InvalidArgumentError(StrCat("send_from ", request.send_from(), " is outside the ",
@@ -139,8 +142,7 @@ absl::Status ServePrefill(Engine& engine, KvTransport& transport,
   std::shared_ptr<KvSendStream> stream = transport.Open(request.target().endpoint(), spec);
   const int64_t bytes = spec.TotalBytes();
   absl::Status s = engine.SubmitPrefill(
-      request, stream,
-      [stream, bytes, reply](const internal::v1::WorkerOutput& out) {
+      request, stream, [stream, bytes, reply](const internal::v1::WorkerOutput& out) {
         if (out.finish() != internal::v1::WORKER_FINISH_LENGTH) {
           stream->Abort();
           reply(out.finish() == internal::v1::WORKER_FINISH_CANCELLED

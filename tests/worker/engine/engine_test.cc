@@ -4,8 +4,6 @@
 // requests are refused.
 #include "worker/engine/engine.h"
 
-#include "tests/worker/engine/engine_test_util.h"
-
 #include <random>
 
 #include "absl/synchronization/mutex.h"
@@ -14,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/test_paths.h"
+#include "tests/worker/engine/engine_test_util.h"
 #include "worker/engine/cpu_backend.h"
 #include "worker/engine/single_sequence.h"
 #include "worker/model/gguf_file.h"
@@ -124,25 +123,30 @@ TEST(EngineTest, RefusesBadAndExcessRequests) {
       release.WaitForNotification();
     }
   };
-  Engine engine(backend.get(), {.scheduler = {.max_num_seqs = 1, .max_batched_tokens = 16, .max_queue = 2}});
+  Engine engine(backend.get(),
+                {.scheduler = {.max_num_seqs = 1, .max_batched_tokens = 16, .max_queue = 2}});
   struct Release {
     absl::Notification* n;
     ~Release() { n->Notify(); }  // before the engine joins its thread, even on a failed ASSERT
   } unblock{&release};
-  auto code = [&](const WorkerRequest& r) { return engine.Submit(r, c.For(r.request_id())).code(); };
+  auto code = [&](const WorkerRequest& r) {
+    return engine.Submit(r, c.For(r.request_id())).code();
+  };
   EXPECT_EQ(code(Request("e", {}, 4)), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code(Request("v", {1, 512}, 4)), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(code(Request("m", {1, 2}, 0)), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(code(Request("c", Prompt(1, 200), 100)), absl::StatusCode::kInvalidArgument);  // > context
-  EXPECT_EQ(code(Request("k", Prompt(1, 100), 60)), absl::StatusCode::kInvalidArgument);  // > 8 blocks
+  EXPECT_EQ(code(Request("c", Prompt(1, 200), 100)),
+            absl::StatusCode::kInvalidArgument);  // > context
+  EXPECT_EQ(code(Request("k", Prompt(1, 100), 60)),
+            absl::StatusCode::kInvalidArgument);  // > 8 blocks
   ASSERT_TRUE(engine.Submit(Request("q1", Prompt(2, 10), 100), c.For("q1")).ok());
   EXPECT_EQ(code(Request("q1", Prompt(2, 10), 10)), absl::StatusCode::kAlreadyExists);
   ASSERT_TRUE(engine.Submit(Request("q2", Prompt(3, 10), 100), c.For("q2")).ok());
   // q1 runs (or is about to), q2 waits, the queue holds two: at most one more fits.
   int refused = 0;
   for (int i = 0; i < 3; ++i) {
-    refused += code(Request(StrCat("x", i), Prompt(4, 10), 100)) ==
-               absl::StatusCode::kResourceExhausted;
+    refused +=
+        code(Request(StrCat("x", i), Prompt(4, 10), 100)) == absl::StatusCode::kResourceExhausted;
   }
   EXPECT_GE(refused, 2);
   for (const std::string id : {"q1", "q2", "x0", "x1", "x2"}) engine.Cancel(id);

@@ -55,7 +55,8 @@ inline std::vector<int32_t> Prompt(int seed, int n) {
   return p;
 }
 
-inline WorkerRequest Request(const std::string& id, const std::vector<int32_t>& prompt, int max_tokens) {
+inline WorkerRequest Request(const std::string& id, const std::vector<int32_t>& prompt,
+                             int max_tokens) {
   WorkerRequest r;
   r.set_request_id(id);
   r.mutable_prompt_ids()->Assign(prompt.begin(), prompt.end());
@@ -84,7 +85,8 @@ class Collector {
   void WaitFor(int n) {
     absl::MutexLock lock(&mu_);
     std::pair<int*, int> want(&finished_, n);
-    mu_.Await(absl::Condition(+[](std::pair<int*, int>* p) { return *p->first >= p->second; }, &want));
+    mu_.Await(absl::Condition(
+        +[](std::pair<int*, int>* p) { return *p->first >= p->second; }, &want));
   }
   struct Result {
     std::vector<int32_t> tokens;

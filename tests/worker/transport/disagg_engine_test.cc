@@ -31,18 +31,16 @@ class DisaggPair {
         d_transport_(Transport()),
         p_engine_(p_backend_.get(), {.scheduler = {.max_num_seqs = 8, .max_batched_tokens = 40}}),
         prefiller_(d_transport_.get(), call ? call : Call(), std::chrono::seconds(10)),
-        d_engine_(d_backend_.get(),
-                  {.scheduler = {.max_num_seqs = 8, .max_batched_tokens = 64},
-                   .remote_prefiller = &prefiller_}) {}
+        d_engine_(d_backend_.get(), {.scheduler = {.max_num_seqs = 8, .max_batched_tokens = 64},
+                                     .remote_prefiller = &prefiller_}) {}
 
   TransportPrefiller::PrefillCall Call() {
     return [this](const internal::v1::RemotePrefill&, internal::v1::PrefillRequest request,
                   std::chrono::system_clock::time_point, std::function<void(absl::Status)> reply) {
       ++prefill_calls;
-      absl::Status s = ServePrefill(p_engine_, *p_transport_, request,
-                                    [reply](absl::StatusOr<internal::v1::PrefillReply> r) {
-                                      reply(r.status());
-                                    });
+      absl::Status s = ServePrefill(
+          p_engine_, *p_transport_, request,
+          [reply](absl::StatusOr<internal::v1::PrefillReply> r) { reply(r.status()); });
       if (!s.ok()) reply(s);
       return std::function<void()>([] {});
     };
@@ -106,8 +104,8 @@ TEST(DisaggEngineTest, OnlyPositionsTheDecodeWorkerLacksAreSent) {
   c.WaitFor(2);
   // The decode worker holds the 64-token prefix (4 blocks) from "a"; the
   // prefill worker sends positions 64..102 (103 = all but the last).
-  const int64_t per_position = pair.decode().kv_layout().PositionBytes() *
-                               pair.decode().kv_layout().num_layers;
+  const int64_t per_position =
+      pair.decode().kv_layout().PositionBytes() * pair.decode().kv_layout().num_layers;
   EXPECT_EQ(after_first, 63 * per_position);
   EXPECT_EQ(pair.p_transport().Stats().bytes_sent - after_first, (103 - 64) * per_position);
   EXPECT_EQ(c.results()["b"].tokens, Alone(longer, 6));
@@ -117,7 +115,8 @@ TEST(DisaggEngineTest, OnlyPositionsTheDecodeWorkerLacksAreSent) {
 TEST(DisaggEngineTest, AFailedRemotePrefillIsRecomputedLocally) {
   Collector c;
   DisaggPair pair([](const internal::v1::RemotePrefill&, internal::v1::PrefillRequest,
-                     std::chrono::system_clock::time_point, std::function<void(absl::Status)> reply) {
+                     std::chrono::system_clock::time_point,
+                     std::function<void(absl::Status)> reply) {
     reply(absl::UnavailableError("the prefill worker is gone"));
     return std::function<void()>([] {});
   });

@@ -118,7 +118,8 @@ TEST(TcpTransportTest, AGapInALayerFailsBothSides) {
   ASSERT_TRUE(o.arrived.WaitForNotificationWithTimeout(absl::Seconds(10)));
   EXPECT_FALSE(o.sent.ok());
   ASSERT_FALSE(o.kv.ok());
-  EXPECT_NE(o.kv.status().message().find("position 16 comes next"), std::string::npos) << o.kv.status();
+  EXPECT_NE(o.kv.status().message().find("position 16 comes next"), std::string::npos)
+      << o.kv.status();
 }
 
 TEST(TcpTransportTest, AnIncompleteTransferIsRefused) {
@@ -167,7 +168,8 @@ TEST(TcpTransportTest, AnAbortedSenderFailsTheReceiverAndForgetSilencesIt) {
   {
     auto stream = tx->Open(rx->endpoint(), spec);
     stream->Push(Piece(spec, 0, 0, 32));
-    for (int i = 0; i < 1000 && rx->Stats().bytes_received == 0; ++i) absl::SleepFor(absl::Milliseconds(5));
+    for (int i = 0; i < 1000 && rx->Stats().bytes_received == 0; ++i)
+      absl::SleepFor(absl::Milliseconds(5));
     ASSERT_GT(rx->Stats().bytes_received, 0);
     // Dropped halfway without Finish: the connection is cut.
   }
