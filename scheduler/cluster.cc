@@ -76,11 +76,11 @@ void Cluster::Detach(const std::string& id, uint64_t session) {
   if (Find(id, session) != nullptr) Remove(id);
 }
 
-void Cluster::ReportLoad(const std::string& id, uint64_t session,
+bool Cluster::ReportLoad(const std::string& id, uint64_t session,
                          const internal::v1::WorkerLoadReport& load, Clock::time_point now) {
   absl::MutexLock lock(&mu_);
   Worker* w = Find(id, session);
-  if (w == nullptr) return;
+  if (w == nullptr) return false;
   w->load = load;
   w->last_seen = now;
   int64_t& last = last_kv_received_[id];
@@ -88,15 +88,17 @@ void Cluster::ReportLoad(const std::string& id, uint64_t session,
       load.kv_bytes_received() >= last ? load.kv_bytes_received() - last : load.kv_bytes_received();
   last = load.kv_bytes_received();
   if (load.draining()) w->draining = true;
+  return true;
 }
 
-void Cluster::ApplyKvEvents(const std::string& id, uint64_t session,
+bool Cluster::ApplyKvEvents(const std::string& id, uint64_t session,
                             const internal::v1::KvEventBatch& events, Clock::time_point now) {
   absl::MutexLock lock(&mu_);
   Worker* w = Find(id, session);
-  if (w == nullptr) return;
+  if (w == nullptr) return false;
   w->last_seen = now;
   for (const internal::v1::KvEvent& e : events.events()) index_.Apply(id, e);
+  return true;
 }
 
 std::vector<std::string> Cluster::Expire(Clock::time_point now) {
@@ -129,9 +131,12 @@ absl::StatusOr<RouteDecision> Cluster::Route(const RouteRequest& r) {
   for (auto& [id, w] : workers_) {
     if (!Decodes(w.role) || w.draining || r.exclude.contains(id)) continue;
     any_decoder = true;
-    const int32_t capacity = w.hello.max_num_seqs() + w.hello.max_queue();
-    if (capacity > 0 &&
-        std::max(w.active_requests, w.load.running() + w.load.waiting()) >= capacity) {
+    // From the network: added in 64 bits; a negative figure counts as none.
+    const int64_t capacity =
+        int64_t{std::max(0, w.hello.max_num_seqs())} + std::max(0, w.hello.max_queue());
+    const int64_t busy =
+        std::max<int64_t>(w.active_requests, int64_t{w.load.running()} + w.load.waiting());
+    if (capacity > 0 && busy >= capacity) {
       continue;
     }
     const double active_blocks =

@@ -82,9 +82,11 @@ class Cluster {
   absl::StatusOr<uint64_t> Attach(const internal::v1::WorkerHello& hello, Clock::time_point now);
   // Forgets a worker if `session` is still its current attachment.
   void Detach(const std::string& worker_id, uint64_t session);
-  void ReportLoad(const std::string& worker_id, uint64_t session,
+  // False when `session` is no longer the worker's attachment (it expired):
+  // the worker should attach again.
+  bool ReportLoad(const std::string& worker_id, uint64_t session,
                   const internal::v1::WorkerLoadReport& load, Clock::time_point now);
-  void ApplyKvEvents(const std::string& worker_id, uint64_t session,
+  bool ApplyKvEvents(const std::string& worker_id, uint64_t session,
                      const internal::v1::KvEventBatch& events, Clock::time_point now);
   // Workers silent for longer than the liveness limit: removed and returned.
   std::vector<std::string> Expire(Clock::time_point now);

@@ -52,10 +52,16 @@ class AttachReactor : public grpc::ServerBidiReactor<WorkerReport, RouterOrder> 
       RouterOrder welcome;
       welcome.mutable_welcome()->set_role(report_.hello().role());
       Send(std::move(welcome));
-    } else if (report_.has_load()) {
-      cluster_->ReportLoad(id_, session_, report_.load(), now);
-    } else if (report_.has_kv_events()) {
-      cluster_->ApplyKvEvents(id_, session_, report_.kv_events(), now);
+    } else {
+      const bool known = report_.has_load()
+                             ? cluster_->ReportLoad(id_, session_, report_.load(), now)
+                             : cluster_->ApplyKvEvents(id_, session_, report_.kv_events(), now);
+      if (!known) {
+        // Expired while silent: make it attach again, with a fresh snapshot.
+        session_ = 0;
+        Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "expired: attach again"));
+        return;
+      }
     }
     // Orders from the admin service ride on the next report.
     const Cluster::Orders orders = cluster_->TakeOrders(id_, session_);

@@ -153,6 +153,37 @@ def test_killing_a_decode_worker_mid_stream_migrates_its_requests(server, grpc_m
     assert c.metrics()["tokenfab_router_migrations_total"] >= 1
 
 
+def test_a_worker_that_stops_reporting_is_dropped_and_comes_back(server, grpc_modules, cluster):
+    c = cluster("--disagg-threshold", "0", "--worker-timeout-ms", "2000")
+    c.start_worker("D0", "decode")
+    c.start_worker("D1", "decode")
+    prompts = PROMPTS[:4]
+    want = reference(server, grpc_modules, prompts, 40)
+    started = threading.Semaphore(0)
+    results = {}
+    threads = stream_all(c, prompts, 40, started, results)
+    for _ in prompts:
+        assert started.acquire(timeout=120), c.logs()
+    busy = [w.worker_id for w in c.list_workers() if w.active_requests > 0][0]
+    frozen = c.workers[busy].process
+    frozen.send_signal(signal.SIGSTOP)  # alive but silent: no reports, no tokens
+    t0 = time.monotonic()
+    try:
+        while busy in {w.worker_id for w in c.list_workers()}:
+            assert time.monotonic() - t0 < 10, c.logs()
+            time.sleep(0.05)
+        dropped_after = time.monotonic() - t0
+        for t in threads:
+            t.join(timeout=300)
+    finally:
+        frozen.send_signal(signal.SIGCONT)
+    assert dropped_after < 3.0, f"dropped after {dropped_after:.1f} s"
+    for i in range(len(prompts)):
+        assert results.get(i, ([], 0))[0] == want[i], f"stream {i}:\n{c.logs()}"
+    assert c.metrics()["tokenfab_router_migrations_total"] >= 1
+    c.wait_for_worker(busy, timeout=30)  # resumed, it attaches again
+
+
 def test_a_killed_prefill_worker_falls_back_and_a_restarted_one_rejoins(server, grpc_modules, cluster):
     c = cluster("--disagg-threshold", "16")
     c.start_worker("P", "prefill")
