@@ -169,7 +169,7 @@ TEST(ClusterTest, RefusesAnotherModelOrWireVersion) {
 TEST(ClusterTest, SilentWorkersExpireAndReattachWithASnapshot) {
   Fixture f;
   const auto t0 = Clock::now();
-  f.cluster.Attach(Hello("a", internal::v1::WORKER_ROLE_BOTH), t0);
+  ASSERT_TRUE(f.cluster.Attach(Hello("a", internal::v1::WORKER_ROLE_BOTH), t0).ok());
   auto b = f.cluster.Attach(Hello("b", internal::v1::WORKER_ROLE_BOTH), t0);
   f.cluster.ReportLoad("b", *b, {}, t0 + std::chrono::milliseconds(1500));
   EXPECT_TRUE(f.cluster.Expire(t0 + std::chrono::milliseconds(1900)).empty());
