@@ -6,6 +6,7 @@
 #include <atomic>
 
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "common/strings.h"
 #include "gtest/gtest.h"
 #include "tests/worker/engine/engine_test_util.h"
@@ -143,6 +144,10 @@ TEST(DisaggEngineTest, CancellingARequestWaitingForKvFreesItsBlocks) {
   });
   ASSERT_TRUE(pair.decode().Submit(Remote("x", Prompt(3, 90), 8), c.For("x")).ok());
   ASSERT_TRUE(called.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  // The engine publishes its stats at the end of the step that started the call.
+  for (int i = 0; i < 1000 && pair.decode().Stats().kv_blocks_used == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
   EXPECT_GT(pair.decode().Stats().kv_blocks_used, 0);
   pair.decode().Cancel("x");
   c.WaitFor(1);
