@@ -23,7 +23,7 @@
 #include "worker/engine/engine.h"
 #include "worker/model_loader.h"
 #include "worker/transport/kv_transport.h"
-#include "worker/transport/transport_prefiller.h"
+#include "worker/transport_prefiller.h"
 
 namespace tokenfab {
 

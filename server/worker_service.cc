@@ -4,7 +4,7 @@
 
 #include "server/grpc_service.h"
 #include "server/queued_stream_writer.h"
-#include "worker/transport/transport_prefiller.h"
+#include "worker/transport_prefiller.h"
 
 namespace tokenfab {
 namespace {

@@ -11,7 +11,7 @@
 #include "gtest/gtest.h"
 #include "tests/worker/engine/engine_test_util.h"
 #include "worker/transport/tcp_transport.h"
-#include "worker/transport/transport_prefiller.h"
+#include "worker/transport_prefiller.h"
 
 namespace tokenfab {
 namespace {

@@ -1,4 +1,4 @@
-#include "worker/transport/transport_prefiller.h"
+#include "worker/transport_prefiller.h"
 
 #include "common/strings.h"
 #include "worker/transport/kv_wire.h"

@@ -5,8 +5,8 @@
 // transfer is complete, or the first error (transfer failed, prefill worker
 // refused, gone or too slow), after which the engine computes the prompt
 // itself. Thread-safe.
-#ifndef TOKENFAB_WORKER_TRANSPORT_TRANSPORT_PREFILLER_H_
-#define TOKENFAB_WORKER_TRANSPORT_TRANSPORT_PREFILLER_H_
+#ifndef TOKENFAB_WORKER_TRANSPORT_PREFILLER_H_
+#define TOKENFAB_WORKER_TRANSPORT_PREFILLER_H_
 
 #include <atomic>
 #include <chrono>
@@ -65,4 +65,4 @@ absl::Status ServePrefill(Engine& engine, KvTransport& transport,
 
 }  // namespace tokenfab
 
-#endif  // TOKENFAB_WORKER_TRANSPORT_TRANSPORT_PREFILLER_H_
+#endif  // TOKENFAB_WORKER_TRANSPORT_PREFILLER_H_
