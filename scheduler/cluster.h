@@ -45,7 +45,7 @@ struct RoutingOptions {
   int32_t disagg_threshold = 512;            // tokens; 0 turns disaggregation off
   int64_t max_prefill_queue_tokens = 16384;  // the prefill pool's queued tokens, summed
   float request_weight = 4.0f;               // cost of one active request, in blocks
-  std::chrono::milliseconds liveness{2000};
+  std::chrono::milliseconds liveness{1500};  // reports come every 200 ms
 };
 
 // Where one request goes. `session`s tie the accounting to one attachment

@@ -19,7 +19,7 @@ namespace tokenfab {
 int RunRouter(const std::vector<std::string>& args) {
   std::string model_path, model_id;
   RouterNodeOptions o;
-  int32_t worker_timeout_ms = 2000, max_prefill_queue = 16384;
+  int32_t worker_timeout_ms = 1500, max_prefill_queue = 16384;
   FlagSet flags("router",
                 "Route requests across workers (prefill/decode disaggregation, KV-aware).");
   flags.AddString("model", &model_path,

@@ -72,7 +72,7 @@ int RunServe(const std::vector<std::string>& args) {
   EngineFlags engine;
   FrontendOptions fo;
   RouterNodeOptions ro;
-  int32_t workers = 0, prefill_workers = 0, worker_timeout_ms = 2000, max_prefill_queue = 16384;
+  int32_t workers = 0, prefill_workers = 0, worker_timeout_ms = 1500, max_prefill_queue = 16384;
   FlagSet flags(
       "serve",
       "Serve a model over gRPC and the OpenAI HTTP API (router and workers in one process).");

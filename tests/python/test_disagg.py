@@ -154,7 +154,7 @@ def test_killing_a_decode_worker_mid_stream_migrates_its_requests(server, grpc_m
 
 
 def test_a_worker_that_stops_reporting_is_dropped_and_comes_back(server, grpc_modules, cluster):
-    c = cluster("--disagg-threshold", "0", "--worker-timeout-ms", "2000")
+    c = cluster("--disagg-threshold", "0")  # the default --worker-timeout-ms
     c.start_worker("D0", "decode")
     c.start_worker("D1", "decode")
     prompts = PROMPTS[:4]
@@ -177,7 +177,7 @@ def test_a_worker_that_stops_reporting_is_dropped_and_comes_back(server, grpc_mo
             t.join(timeout=300)
     finally:
         frozen.send_signal(signal.SIGCONT)
-    assert dropped_after < 3.0, f"dropped after {dropped_after:.1f} s"
+    assert dropped_after < 2.0, f"dropped after {dropped_after:.2f} s"
     for i in range(len(prompts)):
         assert results.get(i, ([], 0))[0] == want[i], f"stream {i}:\n{c.logs()}"
     assert c.metrics()["tokenfab_router_migrations_total"] >= 1

@@ -171,9 +171,12 @@ TEST(ClusterTest, SilentWorkersExpireAndReattachWithASnapshot) {
   const auto t0 = Clock::now();
   ASSERT_TRUE(f.cluster.Attach(Hello("a", internal::v1::WORKER_ROLE_BOTH), t0).ok());
   auto b = f.cluster.Attach(Hello("b", internal::v1::WORKER_ROLE_BOTH), t0);
-  f.cluster.ReportLoad("b", *b, {}, t0 + std::chrono::milliseconds(1500));
-  EXPECT_TRUE(f.cluster.Expire(t0 + std::chrono::milliseconds(1900)).empty());
-  EXPECT_EQ(f.cluster.Expire(t0 + std::chrono::milliseconds(2100)), std::vector<std::string>{"a"});
+  // The default limit is 1.5 s without a report.
+  EXPECT_TRUE(f.cluster.ReportLoad("b", *b, {}, t0 + std::chrono::milliseconds(1000)));
+  EXPECT_TRUE(f.cluster.Expire(t0 + std::chrono::milliseconds(1400)).empty());
+  EXPECT_EQ(f.cluster.Expire(t0 + std::chrono::milliseconds(1600)), std::vector<std::string>{"a"});
+  // An expired worker's reports are refused: it has to attach again.
+  EXPECT_FALSE(f.cluster.ReportLoad("a", 1, {}, t0 + std::chrono::milliseconds(1700)));
   EXPECT_EQ(f.cluster.Workers().size(), 1u);
 
   internal::v1::WorkerHello again = Hello("a", internal::v1::WORKER_ROLE_BOTH);
