@@ -122,8 +122,8 @@ class AttachReactor : public grpc::ServerBidiReactor<WorkerReport, RouterOrder> 
 
 }  // namespace
 
-ControlService::ControlService(Cluster* cluster, GoneCallback on_gone)
-    : cluster_(cluster), on_gone_(std::move(on_gone)) {
+ControlService::ControlService(Cluster* cluster, GoneCallback on_gone, std::function<void()> on_tick)
+    : cluster_(cluster), on_gone_(std::move(on_gone)), on_tick_(std::move(on_tick)) {
   reaper_ = std::thread([this] { Reap(); });
 }
 
@@ -143,6 +143,7 @@ void ControlService::Reap() {
       std::fprintf(stderr, "tokenfab router: worker %s stopped reporting; dropped\n", id.c_str());
       on_gone_(id);
     }
+    if (on_tick_) on_tick_();
     mu_.Lock();
   }
 }

@@ -23,8 +23,9 @@ namespace tokenfab {
 class ControlService final : public internal::v1::WorkerControl::CallbackService {
  public:
   using GoneCallback = std::function<void(const std::string& worker_id)>;
-  // Starts the reaper; `cluster` must outlive this.
-  ControlService(Cluster* cluster, GoneCallback on_gone);
+  // Starts the reaper; `cluster` must outlive this. `on_tick` (optional)
+  // runs on the reaper's thread after each check, every 200 ms.
+  ControlService(Cluster* cluster, GoneCallback on_gone, std::function<void()> on_tick = nullptr);
   ~ControlService() override;  // stops the reaper
 
   grpc::ServerBidiReactor<internal::v1::WorkerReport, internal::v1::RouterOrder>* Attach(
@@ -35,6 +36,7 @@ class ControlService final : public internal::v1::WorkerControl::CallbackService
 
   Cluster* cluster_;
   GoneCallback on_gone_;
+  std::function<void()> on_tick_;
   absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread reaper_;

@@ -55,6 +55,12 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   return f;
 }
 
+void Frontend::SetServing(bool serving) {
+  if (grpc::HealthCheckServiceInterface* health = grpc_->GetHealthCheckService()) {
+    health->SetServingStatus(serving);
+  }
+}
+
 void Frontend::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;

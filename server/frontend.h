@@ -53,6 +53,8 @@ class Frontend {
   int grpc_port() const { return grpc_port_; }
   int http_port() const { return http_->port(); }
   int metrics_port() const { return metrics_->port(); }
+  // What grpc.health.v1 answers for every service (serving at start).
+  void SetServing(bool serving);
   // Stops taking requests; calls in flight get two seconds, then are cancelled.
   void Shutdown();
 

@@ -18,8 +18,13 @@ absl::StatusOr<std::unique_ptr<RouterNode>> RouterNode::Start(
   node->router_ = std::make_unique<Router>(model, node->client_.get(), ro);
 
   ClusterWorkerClient* client = node->client_.get();
+  RouterNode* raw = node.get();
   node->control_ = std::make_unique<ControlService>(
-      node->cluster_.get(), [client](const std::string& id) { client->WorkerGone(id); });
+      node->cluster_.get(), [client](const std::string& id) { client->WorkerGone(id); },
+      [raw] {
+        // grpc.health.v1 says NOT_SERVING while no worker can decode, as /health does.
+        if (Frontend* f = raw->serving_frontend_.load()) f->SetServing(raw->cluster_->HasDecodeWorker());
+      });
   node->admin_ = std::make_unique<AdminService>(node->cluster_.get());
   grpc::ServerBuilder builder;
   builder.AddListeningPort(StrCat(o.internal_host, ":", o.internal_port),
@@ -35,6 +40,8 @@ absl::StatusOr<std::unique_ptr<RouterNode>> RouterNode::Start(
   auto frontend = Frontend::Start(node->router_.get(), o.frontend, extra_metrics);
   if (!frontend.ok()) return frontend.status();
   node->frontend_ = std::move(*frontend);
+  node->frontend_->SetServing(node->cluster_->HasDecodeWorker());
+  node->serving_frontend_ = node->frontend_.get();
   return node;
 }
 
@@ -43,6 +50,7 @@ void RouterNode::Shutdown() {
 }
 
 RouterNode::~RouterNode() {
+  serving_frontend_ = nullptr;
   Shutdown();
   // Attach streams end first: their reactors tell the client workers left.
   if (internal_) {

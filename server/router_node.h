@@ -6,6 +6,7 @@
 #ifndef TOKENFAB_SERVER_ROUTER_NODE_H_
 #define TOKENFAB_SERVER_ROUTER_NODE_H_
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,7 @@ class RouterNode {
   std::unique_ptr<grpc::Server> internal_;
   int internal_port_ = 0;
   std::unique_ptr<Frontend> frontend_;
+  std::atomic<Frontend*> serving_frontend_{nullptr};  // set once frontend_ is up
 };
 
 }  // namespace tokenfab

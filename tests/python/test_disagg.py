@@ -6,6 +6,8 @@ import concurrent.futures
 import signal
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import grpc
 import pytest
@@ -246,13 +248,31 @@ def test_sigterm_drains_a_worker(server, grpc_modules, cluster):
     assert c.generate(PROMPTS[4], 4)[1].usage.completion_tokens == 4
 
 
-def test_a_worker_with_another_model_is_refused(cluster):
+def health(c):
+    """(grpc.health.v1 status name, HTTP /health status code) of the router."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    with grpc.insecure_channel(c.grpc_target) as ch:
+        status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+    try:
+        code = urllib.request.urlopen(c.http_url + "/health", timeout=5).status
+    except urllib.error.HTTPError as e:
+        code = e.code
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(status), code
+
+
+def test_a_worker_with_another_model_is_refused_and_the_router_stays_unready(cluster):
     from conftest import ROOT
     c = cluster()
     p = c.start_worker("X", "both", wait=False, model=str(ROOT / "tests/data/hf/tiny-llama"))
     assert p.process.wait(timeout=60) == 1
     assert "serves another model" in p.output(), p.output()
-    assert c.list_workers() == [] or len(c.list_workers()) == 0
+    assert len(c.list_workers()) == 0
+    assert health(c) == ("NOT_SERVING", 503)
+    c.start_worker("D", "decode")
+    deadline = time.monotonic() + 10
+    while health(c) != ("SERVING", 200):
+        assert time.monotonic() < deadline, health(c)
+        time.sleep(0.1)
 
 
 def test_serve_with_workers_uses_the_cluster_paths(server, grpc_modules):
