@@ -93,12 +93,12 @@ class Cluster:
 
     def start_worker(self, worker_id: str, role: str, *args: str, wait: bool = True,
                      model: str = None) -> Proc:
-        port = free_port()
-        self.worker_metrics[worker_id] = f"http://127.0.0.1:{port}/metrics"
+        # The worker picks its metrics port (a port picked here could be taken
+        # by another process's ephemeral port before the worker binds it).
         p = Proc(f"worker-{worker_id}", [binary(), "worker", "--router", f"127.0.0.1:{self.internal_port}",
                                          "--role", role, "--model", model or self.model, "--id", worker_id,
                                          "--threads", "1", "--kv-cache-mb", "96",
-                                         "--metrics-port", str(port), *args])
+                                         "--metrics-port", "0", *args])
         self.workers[worker_id] = p
         if wait:
             self.wait_for_worker(worker_id)
@@ -106,10 +106,13 @@ class Cluster:
 
     def wait_for_worker(self, worker_id: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
+        p = self.workers.get(worker_id)
         while time.monotonic() < deadline:
-            if worker_id in {w.worker_id for w in self.list_workers()}:
+            port = re.search(r"metrics on port (\d+)", p.output()) if p is not None else None
+            if port:
+                self.worker_metrics[worker_id] = f"http://127.0.0.1:{port.group(1)}/metrics"
+            if (p is None or port) and worker_id in {w.worker_id for w in self.list_workers()}:
                 return
-            p = self.workers.get(worker_id)
             if p is not None and not p.alive():
                 raise RuntimeError(f"worker {worker_id} exited:\n{p.output()}")
             time.sleep(0.1)
