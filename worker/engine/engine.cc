@@ -246,6 +246,7 @@ void Engine::Finish(Sequence* seq, WorkerFinish reason, WorkerOutput* out,
 }
 
 bool Engine::Step() {
+  const auto started = std::chrono::steady_clock::now();
   const std::vector<ScheduledSequence> plan = scheduler_.Schedule();
   if (options_.remote_prefiller != nullptr) StartRemotePrefills();
   if (plan.empty()) return false;
@@ -345,10 +346,25 @@ bool Engine::Step() {
   } else {
     pool_.TakeEvents();
   }
-  absl::MutexLock lock(&mu_);
-  ++stats_.steps;
-  stats_.prefill_tokens += prefill;
-  stats_.decode_tokens += decode;
+  StepRecord record;
+  record.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  record.sequences = static_cast<int32_t>(plan.size());
+  record.prefill_tokens = prefill;
+  record.decode_tokens = decode;
+  record.phase = prefill > 0 ? (decode > 0 ? "mixed" : "prefill") : "decode";
+  const double prefill_share =
+      prefill + decode > 0 ? static_cast<double>(prefill) / static_cast<double>(prefill + decode)
+                           : 0.0;
+  {
+    absl::MutexLock lock(&mu_);
+    ++stats_.steps;
+    stats_.prefill_tokens += prefill;
+    stats_.decode_tokens += decode;
+    stats_.prefill_busy_seconds += record.seconds * prefill_share;
+    stats_.decode_busy_seconds += record.seconds * (1.0 - prefill_share);
+  }
+  if (options_.on_step) options_.on_step(record);
   return true;
 }
 

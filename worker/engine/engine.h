@@ -30,8 +30,20 @@
 
 namespace tokenfab {
 
+// What one forward step did, for step histograms and energy attribution.
+// A step that computed both prompt chunks and decodes is "mixed".
+struct StepRecord {
+  const char* phase = "decode";  // "prefill", "decode" or "mixed"
+  double seconds = 0;            // schedule + forward + sampling
+  int32_t sequences = 0;
+  int64_t prefill_tokens = 0;
+  int64_t decode_tokens = 0;
+};
+
 struct EngineOptions {
   SchedulerOptions scheduler;
+  // Called on the engine thread after every step; must not block.
+  std::function<void(const StepRecord&)> on_step;
   // Fetches prompts' KV from prefill workers for requests that carry a
   // remote_prefill; null computes every prompt here. Must outlive the engine.
   RemotePrefiller* remote_prefiller = nullptr;
@@ -54,6 +66,11 @@ struct EngineStats {
   int64_t remote_prefills_ok = 0;      // prompts whose KV came from a prefill worker
   int64_t remote_prefills_failed = 0;  // ... that fell back to computing here
   int64_t kv_exports = 0;              // prompts computed here for a decode worker
+  // Seconds the engine spent stepping, by phase. A mixed step's time is split
+  // by its share of prompt and decode tokens (each token costs about the
+  // same weight FLOPs); the rest of the wall time the engine was idle.
+  double prefill_busy_seconds = 0;
+  double decode_busy_seconds = 0;
 };
 
 class Engine {
