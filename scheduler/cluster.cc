@@ -205,6 +205,16 @@ absl::StatusOr<RouteDecision> Cluster::Route(const RouteRequest& r) {
   ++d->active_requests;
   d->active_blocks += out.blocks;
   ++decisions_[{out.remote_prefill ? "remote" : "local", out.reason}];
+  if (!r.block_hashes.empty()) {
+    const double share =
+        static_cast<double>(out.prefix_hit_blocks) / static_cast<double>(r.block_hashes.size());
+    size_t bucket = 0;
+    while (bucket < kOverlapBounds.size() && share > kOverlapBounds[bucket]) ++bucket;
+    ++overlap_.counts[bucket];
+    overlap_.sum += share;
+    overlap_.hit_blocks += out.prefix_hit_blocks;
+    overlap_.prompt_blocks += static_cast<int64_t>(r.block_hashes.size());
+  }
   return out;
 }
 
@@ -294,6 +304,27 @@ std::map<std::pair<std::string, std::string>, int64_t> Cluster::Decisions() cons
 int64_t Cluster::KvBytesMoved() const {
   absl::MutexLock lock(&mu_);
   return kv_bytes_moved_;
+}
+
+std::vector<Cluster::WorkerLoad> Cluster::Loads() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<WorkerLoad> out;
+  for (const auto& [id, w] : workers_) {
+    WorkerLoad l;
+    l.id = id;
+    l.role = RoleName(w.role);
+    l.active_requests =
+        std::max<int64_t>(w.active_requests, int64_t{w.load.running()} + w.load.waiting());
+    l.active_blocks = std::max<int64_t>(w.active_blocks, w.load.kv_blocks_used());
+    l.queued_prefill_tokens = std::max(w.queued_prefill_tokens, w.load.pending_prefill_tokens());
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+Cluster::OverlapStats Cluster::Overlap() const {
+  absl::MutexLock lock(&mu_);
+  return overlap_;
 }
 
 }  // namespace tokenfab

@@ -21,6 +21,7 @@
 #ifndef TOKENFAB_SCHEDULER_CLUSTER_H_
 #define TOKENFAB_SCHEDULER_CLUSTER_H_
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -120,6 +121,29 @@ class Cluster {
   // their reports (a worker's restart is a counter reset, as in Prometheus).
   int64_t KvBytesMoved() const;
 
+  // Each attached worker as routing sees it (the higher of what was routed
+  // and what it reported), for the router's per-worker gauges.
+  struct WorkerLoad {
+    std::string id;
+    std::string role;
+    int64_t active_requests = 0;
+    int64_t active_blocks = 0;
+    int64_t queued_prefill_tokens = 0;
+  };
+  std::vector<WorkerLoad> Loads() const;
+
+  // KV overlap of the chosen decode workers: for every routed prompt with a
+  // full block, the share of its blocks already cached there. Per-bucket
+  // counts for kOverlapBounds, then the count above the last bound (none).
+  static constexpr std::array<double, 8> kOverlapBounds = {0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1};
+  struct OverlapStats {
+    std::array<uint64_t, kOverlapBounds.size() + 1> counts{};
+    double sum = 0;
+    int64_t hit_blocks = 0;
+    int64_t prompt_blocks = 0;
+  };
+  OverlapStats Overlap() const;
+
  private:
   struct Worker {
     internal::v1::WorkerHello hello;
@@ -149,6 +173,7 @@ class Cluster {
   std::map<std::pair<std::string, std::string>, int64_t> decisions_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, int64_t> last_kv_received_ ABSL_GUARDED_BY(mu_);
   int64_t kv_bytes_moved_ ABSL_GUARDED_BY(mu_) = 0;
+  OverlapStats overlap_ ABSL_GUARDED_BY(mu_);
 };
 
 const char* RoleName(internal::v1::WorkerRole role);

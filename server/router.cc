@@ -31,9 +31,12 @@ v1::FinishReason ToFinishReason(WorkerFinish f) {
 // long as the worker's callback holds it. Worker thread only.
 class RequestStream {
  public:
+  using Clock = std::chrono::steady_clock;
+
   RequestStream(std::string id, const Tokenizer& tokenizer, std::shared_ptr<ResponseSink> sink,
                 std::vector<std::string> stops, absl::flat_hash_set<int32_t> stop_ids,
-                int32_t prompt_tokens, WorkerClient* worker)
+                int32_t prompt_tokens, WorkerClient* worker, RequestMetrics* metrics,
+                Clock::time_point arrived)
       : id_(std::move(id)),
         tokenizer_(tokenizer),
         sink_(std::move(sink)),
@@ -41,10 +44,38 @@ class RequestStream {
         stops_(std::move(stops)),
         stop_ids_(std::move(stop_ids)),
         prompt_tokens_(prompt_tokens),
-        worker_(worker) {}
+        worker_(worker),
+        metrics_(metrics),
+        arrived_(arrived) {
+    if (metrics_ != nullptr) metrics_->Started();
+  }
+  // A stream the worker never finished (it went away) still leaves the gauges.
+  ~RequestStream() {
+    if (metrics_ != nullptr && !done_ && !abandoned_) {
+      metrics_->Finished(v1::FINISH_REASON_ERROR, Seconds(Clock::now() - arrived_), got_token_);
+    }
+  }
+  // The worker refused it: it never started.
+  void Abandon() {
+    if (metrics_ != nullptr && !abandoned_) metrics_->Abandoned();
+    abandoned_ = true;
+  }
 
   void OnWorkerOutput(const WorkerOutput& out) {
     if (done_) return;  // ended by a stop string; the worker's tail is dropped
+    const Clock::time_point now = Clock::now();
+    if (metrics_ != nullptr && out.token_ids_size() > 0) {
+      if (!got_token_) {
+        metrics_->FirstToken(Seconds(now - arrived_), prompt_tokens_, out.cached_tokens());
+        metrics_->Tokens(out.token_ids_size(), 0.0, /*first=*/true);
+      } else {
+        metrics_->Tokens(out.token_ids_size(), Seconds(now - last_token_), /*first=*/false);
+      }
+    }
+    if (out.token_ids_size() > 0) {
+      got_token_ = true;
+      last_token_ = now;
+    }
     v1::GenerateResponse r;
     r.set_request_id(id_);
     cached_tokens_ = out.cached_tokens();
@@ -79,6 +110,7 @@ class RequestStream {
       u->set_prompt_tokens(prompt_tokens_);
       u->set_cached_tokens(cached_tokens_);
       u->set_completion_tokens(completion_tokens_);
+      if (metrics_ != nullptr) metrics_->Finished(reason, Seconds(now - arrived_), got_token_);
     }
     sink_->OnResponse(r);
   }
@@ -105,6 +137,13 @@ class RequestStream {
   int32_t cached_tokens_ = 0;
   int32_t completion_tokens_ = 0;
   bool done_ = false;
+  RequestMetrics* const metrics_;
+  const Clock::time_point arrived_;
+  Clock::time_point last_token_;
+  bool got_token_ = false;
+  bool abandoned_ = false;
+
+  static double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 };
 
 absl::Status CheckUtf8(const v1::GenerateRequest& r) {
@@ -142,6 +181,15 @@ std::string Router::NewRequestId() {
 absl::StatusOr<std::string> Router::Generate(const v1::GenerateRequest& request,
                                              std::shared_ptr<ResponseSink> sink,
                                              std::chrono::system_clock::time_point deadline) {
+  absl::StatusOr<std::string> id = Start(request, std::move(sink), deadline);
+  if (!id.ok() && options_.metrics != nullptr) options_.metrics->Refused(id.status());
+  return id;
+}
+
+absl::StatusOr<std::string> Router::Start(const v1::GenerateRequest& request,
+                                          std::shared_ptr<ResponseSink> sink,
+                                          std::chrono::system_clock::time_point deadline) {
+  const auto arrived = std::chrono::steady_clock::now();
   if (!request.model().empty() && request.model() != options_.model_id) {
     return absl::InvalidArgumentError(StrCat("model '", request.model(),
                                              "' is not served here (this server serves '",
@@ -183,10 +231,14 @@ absl::StatusOr<std::string> Router::Generate(const v1::GenerateRequest& request,
   }
   auto stream = std::make_shared<RequestStream>(
       id, tok, std::move(sink), std::vector<std::string>(request.stop().begin(), request.stop().end()),
-      std::move(stop_ids), static_cast<int32_t>(prompt.size()), worker_);
-  RETURN_IF_ERROR(worker_->Submit(std::move(wr), [stream](const WorkerOutput& out) {
-    stream->OnWorkerOutput(out);
-  }));
+      std::move(stop_ids), static_cast<int32_t>(prompt.size()), worker_, options_.metrics, arrived);
+  if (absl::Status s = worker_->Submit(std::move(wr), [stream](const WorkerOutput& out) {
+        stream->OnWorkerOutput(out);
+      });
+      !s.ok()) {
+    stream->Abandon();
+    return s;
+  }
   return id;
 }
 

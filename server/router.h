@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "scheduler/worker_client.h"
+#include "server/request_metrics.h"
 #include "tokenfab/v1/generation.pb.h"
 #include "worker/model_loader.h"
 
@@ -33,6 +34,8 @@ struct RouterOptions {
   std::string model_id;  // the name clients use; ListModels reports it
   // How long a client told "queue full" should wait before retrying.
   int32_t retry_after_seconds = 1;
+  // Request metrics to update (optional; must outlive the router).
+  RequestMetrics* metrics = nullptr;
 };
 
 class Router {
@@ -63,6 +66,9 @@ class Router {
 
  private:
   std::string NewRequestId();
+  absl::StatusOr<std::string> Start(const v1::GenerateRequest& request,
+                                    std::shared_ptr<ResponseSink> sink,
+                                    std::chrono::system_clock::time_point deadline);
 
   const LoadedModel& model_;
   WorkerClient* worker_;

@@ -1,12 +1,12 @@
 #include "server/router_metrics.h"
 
-#include "server/engine_metrics.h"
+#include "server/metric_families.h"
 
 namespace tokenfab {
 
 std::vector<prometheus::MetricFamily> RouterMetrics::Collect() const {
   using prometheus::MetricType;
-  using Values = std::vector<std::pair<std::vector<prometheus::ClientMetric::Label>, double>>;
+  using Values = LabelledValues;
   std::vector<prometheus::MetricFamily> out;
   Values decisions;
   // Every label pair appears from the start, so rate() works before the first one.
@@ -36,13 +36,41 @@ std::vector<prometheus::MetricFamily> RouterMetrics::Collect() const {
                                "Requests moved to another worker after theirs failed mid-stream.",
                                MetricType::Counter,
                                {{{}, static_cast<double>(client_->migrations())}}));
-  out.push_back(MetricFamilyOf("tokenfab_router_requests_in_flight",
-                               "Requests routed and not finished.", MetricType::Gauge,
-                               {{{}, static_cast<double>(client_->in_flight())}}));
   out.push_back(
       MetricFamilyOf("tokenfab_router_kv_transfer_bytes_total",
                      "KV bytes decode workers received from prefill workers (from their reports).",
                      MetricType::Counter, {{{}, static_cast<double>(cluster_->KvBytesMoved())}}));
+  Values active_requests, active_blocks, queued_prefill;
+  for (const Cluster::WorkerLoad& l : cluster_->Loads()) {
+    active_requests.push_back({{{"worker", l.id}}, static_cast<double>(l.active_requests)});
+    active_blocks.push_back({{{"worker", l.id}}, static_cast<double>(l.active_blocks)});
+    queued_prefill.push_back({{{"worker", l.id}}, static_cast<double>(l.queued_prefill_tokens)});
+  }
+  out.push_back(MetricFamilyOf("tokenfab_router_worker_active_requests",
+                               "Requests on each worker as the router sees them.",
+                               MetricType::Gauge, active_requests));
+  out.push_back(MetricFamilyOf("tokenfab_router_worker_active_blocks",
+                               "KV blocks held on each worker as the router sees them.",
+                               MetricType::Gauge, active_blocks));
+  out.push_back(MetricFamilyOf("tokenfab_router_worker_queued_prefill_tokens",
+                               "Prompt tokens queued for prefill on each worker as the router "
+                               "sees them.",
+                               MetricType::Gauge, queued_prefill));
+  const Cluster::OverlapStats overlap = cluster_->Overlap();
+  HistogramValue h;
+  h.bounds.assign(Cluster::kOverlapBounds.begin(), Cluster::kOverlapBounds.end());
+  h.counts.assign(overlap.counts.begin(), overlap.counts.end());
+  h.sum = overlap.sum;
+  out.push_back(HistogramFamilyOf(
+      "tokenfab_router_kv_overlap_ratio",
+      "Share of a routed prompt's blocks already cached on the decode worker chosen for it.",
+      {h}));
+  out.push_back(MetricFamilyOf("tokenfab_router_kv_overlap_blocks_total",
+                               "Prompt blocks routed (kind=prompt) and found cached on the chosen "
+                               "decode worker (kind=hit).",
+                               MetricType::Counter,
+                               {{{{"kind", "prompt"}}, static_cast<double>(overlap.prompt_blocks)},
+                                {{{"kind", "hit"}}, static_cast<double>(overlap.hit_blocks)}}));
   return out;
 }
 

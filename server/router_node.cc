@@ -13,8 +13,11 @@ absl::StatusOr<std::unique_ptr<RouterNode>> RouterNode::Start(
   node->cluster_ = std::make_unique<Cluster>(o.routing, ModelFingerprint(model), kKvWireVersion);
   node->stubs_ = std::make_shared<WorkerStubs>();
   node->client_ = std::make_unique<ClusterWorkerClient>(node->cluster_.get(), node->stubs_);
+  node->request_registry_ = std::make_shared<prometheus::Registry>();
+  node->request_metrics_ = std::make_unique<RequestMetrics>(*node->request_registry_);
   RouterOptions ro;
   ro.model_id = o.model_id;
+  ro.metrics = node->request_metrics_.get();
   node->router_ = std::make_unique<Router>(model, node->client_.get(), ro);
 
   ClusterWorkerClient* client = node->client_.get();
@@ -37,6 +40,7 @@ absl::StatusOr<std::unique_ptr<RouterNode>> RouterNode::Start(
         StrCat("cannot listen for workers on ", o.internal_host, ":", o.internal_port));
   }
   extra_metrics.push_back(std::make_shared<RouterMetrics>(node->cluster_.get(), client));
+  extra_metrics.push_back(node->request_registry_);
   auto frontend = Frontend::Start(node->router_.get(), o.frontend, extra_metrics);
   if (!frontend.ok()) return frontend.status();
   node->frontend_ = std::move(*frontend);

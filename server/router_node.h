@@ -16,7 +16,9 @@
 #include "scheduler/cluster.h"
 #include "server/cluster_worker_client.h"
 #include "server/control_service.h"
+#include "prometheus/registry.h"
 #include "server/frontend.h"
+#include "server/request_metrics.h"
 #include "server/router.h"
 #include "worker/model_loader.h"
 
@@ -46,6 +48,8 @@ class RouterNode {
 
  private:
   RouterNode() = default;
+  std::shared_ptr<prometheus::Registry> request_registry_;
+  std::unique_ptr<RequestMetrics> request_metrics_;
   std::unique_ptr<Cluster> cluster_;
   std::shared_ptr<WorkerStubs> stubs_;
   std::unique_ptr<ClusterWorkerClient> client_;

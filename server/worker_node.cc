@@ -8,6 +8,7 @@
 #include "scheduler/cluster.h"
 #include "server/grpc_service.h"
 #include "server/worker_stubs.h"
+#include "worker/engine_energy.h"
 #include "worker/transport/kv_wire.h"
 #include "worker/transport/tcp_transport.h"
 
@@ -114,9 +115,12 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   EngineOptions eo;
   eo.scheduler = o.scheduler;
   eo.remote_prefiller = node->prefiller_.get();
+  eo.on_step = o.on_step;
   node->engine_ = std::make_unique<Engine>(
       node->backend_.get(), eo,
       [relay](std::vector<internal::v1::KvEvent> events) { relay->Forward(std::move(events)); });
+  ASSIGN_OR_RETURN(node->energy_, StartEnergyMonitor(*node->engine_, o.power, o.power_sharers,
+                                                     &node->power_fallback_));
 
   node->service_ = std::make_unique<WorkerService>(node->engine_.get(), node->transport_.get());
   grpc::ServerBuilder builder;
@@ -170,6 +174,7 @@ WorkerNode::~WorkerNode() {
   // requests, which finishes the calls.
   if (server_ != nullptr)
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  energy_.reset();  // its thread reads the engine
   engine_.reset();
   if (server_ != nullptr) server_->Wait();
   prefiller_.reset();

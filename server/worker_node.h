@@ -22,6 +22,7 @@
 #include "worker/engine/cpu_backend.h"
 #include "worker/engine/engine.h"
 #include "worker/model_loader.h"
+#include "worker/power/energy_monitor.h"
 #include "worker/transport/kv_transport.h"
 #include "worker/transport_prefiller.h"
 
@@ -43,6 +44,12 @@ struct WorkerNodeOptions {
   SchedulerOptions scheduler;
   std::chrono::milliseconds prefill_timeout{30000};
   std::chrono::milliseconds report_interval{200};
+  PowerOptions power;
+  // Workers in this process on the same CPU package: a rapl reading is
+  // split between them.
+  int32_t power_sharers = 1;
+  // Called on the engine thread after every step (step histograms).
+  std::function<void(const StepRecord&)> on_step;
 };
 
 class WorkerNode {
@@ -58,6 +65,9 @@ class WorkerNode {
   Engine& engine() { return *engine_; }
   const Engine& engine() const { return *engine_; }
   const KvTransport& transport() const { return *transport_; }
+  const EnergyMonitor& energy() const { return *energy_; }
+  // Why the power source is not the one "auto" would prefer (empty if it is).
+  const std::string& power_fallback() const { return power_fallback_; }
   internal::v1::WorkerRole role() const { return attach_->role(); }
   bool attached() const { return attach_->attached(); }
 
@@ -80,6 +90,8 @@ class WorkerNode {
   std::shared_ptr<WorkerStubs> stubs_;
   std::unique_ptr<TransportPrefiller> prefiller_;
   std::unique_ptr<Engine> engine_;
+  std::unique_ptr<EnergyMonitor> energy_;
+  std::string power_fallback_;
   std::unique_ptr<WorkerService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<AttachClient> attach_;

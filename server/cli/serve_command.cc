@@ -19,7 +19,12 @@
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
 #include "server/cli/routing_flags.h"
-#include "server/engine_metrics.h"
+#include "prometheus/registry.h"
+#include "scheduler/cluster.h"
+#include "server/cli/power_flags.h"
+#include "server/request_metrics.h"
+#include "server/worker_metrics.h"
+#include "worker/engine_energy.h"
 #include "server/frontend.h"
 #include "server/in_process_worker.h"
 #include "server/router.h"
@@ -33,9 +38,9 @@ namespace tokenfab {
 namespace {
 
 // One engine bound directly to the router (no internal network hop).
-int ServeDirect(const LoadedModel& model, const EngineFlags& e, const FrontendOptions& fo,
-                const std::string& model_id, const std::string& model_path,
-                const sigset_t& signals) {
+int ServeDirect(const LoadedModel& model, const EngineFlags& e, const PowerFlags& power,
+                const FrontendOptions& fo, const std::string& model_id,
+                const std::string& model_path, const sigset_t& signals) {
   auto blocks = KvCache::BlocksIn(model.config, e.kv_dtype(), e.kv_cache_mb);
   if (!blocks.ok()) return ReportError("serve", blocks.status());
   CpuBackendOptions bo;
@@ -44,11 +49,21 @@ int ServeDirect(const LoadedModel& model, const EngineFlags& e, const FrontendOp
   bo.num_kv_blocks = *blocks;
   auto backend = CpuBackend::Create(model.config, model.weights, bo);
   if (!backend.ok()) return ReportError("serve", backend.status());
-  auto engine = std::make_unique<Engine>(backend->get(), EngineOptions{.scheduler = e.scheduler()});
+  auto registry = std::make_shared<prometheus::Registry>();
+  StepMetrics steps(*registry);
+  RequestMetrics requests(*registry);
+  auto engine = std::make_unique<Engine>(
+      backend->get(), EngineOptions{.scheduler = e.scheduler(), .on_step = steps.ForWorker("")});
+  std::string power_fallback;
+  auto energy = StartEnergyMonitor(*engine, power.options("cpu"), 1, &power_fallback);
+  if (!energy.ok()) return ReportError("serve", energy.status());
   InProcessWorker worker(engine.get());
-  Router router(model, &worker, {.model_id = model_id});
-  auto frontend = Frontend::Start(&router, fo, {std::make_shared<EngineMetrics>(engine.get())});
+  Router router(model, &worker, {.model_id = model_id, .metrics = &requests});
+  WorkerSource source{.engine = engine.get(), .energy = energy->get(), .model = model_id};
+  auto frontend = Frontend::Start(
+      &router, fo, {std::make_shared<WorkerMetrics>(std::vector<WorkerSource>{source}), registry});
   if (!frontend.ok()) return ReportError("serve", frontend.status());
+  PrintPowerSource("serve", (*energy)->meter(), power_fallback);
   std::fprintf(
       stderr,
       "tokenfab serve: model %s (%s, context %d), %d KV blocks of 16 tokens, %d threads\n"
@@ -61,6 +76,7 @@ int ServeDirect(const LoadedModel& model, const EngineFlags& e, const FrontendOp
   // Stop taking requests, end the ones in flight (they finish as cancelled),
   // then stop the engine.
   (*frontend)->Shutdown();
+  energy->reset();
   engine.reset();
   return 0;
 }
@@ -70,6 +86,7 @@ int ServeDirect(const LoadedModel& model, const EngineFlags& e, const FrontendOp
 int RunServe(const std::vector<std::string>& args) {
   std::string model_path, model_id;
   EngineFlags engine;
+  PowerFlags power;
   FrontendOptions fo;
   RouterNodeOptions ro;
   int32_t workers = 0, prefill_workers = 0, worker_timeout_ms = 1500, max_prefill_queue = 16384;
@@ -93,8 +110,10 @@ int RunServe(const std::vector<std::string>& args) {
                "with --workers N: how many of them take the prefill role (the rest: both)");
   AddRoutingFlags(flags, &ro.routing, &worker_timeout_ms, &max_prefill_queue);
   AddEngineFlags(flags, &engine, std::min(HardwareThreads(), 1024));
+  AddPowerFlags(flags, &power);
   if (int rc = ParseFlagsOrExit(flags, "serve", args); rc >= 0) return rc;
   absl::Status check = CheckEngineFlags(engine);
+  if (check.ok()) check = CheckPowerFlags(power);
   for (auto [name, v] : {std::pair<std::string_view, int32_t>{"grpc-port", fo.grpc_port},
                          {"http-port", fo.http_port},
                          {"metrics-port", fo.metrics_port}}) {
@@ -115,7 +134,7 @@ int RunServe(const std::vector<std::string>& args) {
   const sigset_t signals = BlockTerminationSignals();
   auto model = LoadModel(model_path);
   if (!model.ok()) return ReportError("serve", model.status());
-  if (workers == 0) return ServeDirect(**model, engine, fo, id, model_path, signals);
+  if (workers == 0) return ServeDirect(**model, engine, power, fo, id, model_path, signals);
 
   // Router and workers, over the same loopback paths as separate processes.
   ro.frontend = fo;
@@ -123,7 +142,8 @@ int RunServe(const std::vector<std::string>& args) {
   ro.internal_host = "127.0.0.1";
   ro.internal_port = 0;
   std::vector<std::unique_ptr<WorkerNode>> nodes;
-  auto metrics = std::make_shared<std::vector<EngineSource>>();
+  auto step_registry = std::make_shared<prometheus::Registry>();
+  StepMetrics steps(*step_registry);
   // The router starts first (workers need its port); its metrics read the
   // workers through a collectable filled in once they exist.
   class Deferred : public prometheus::Collectable {
@@ -133,12 +153,12 @@ int RunServe(const std::vector<std::string>& args) {
       return inner ? inner->Collect() : std::vector<prometheus::MetricFamily>{};
     }
     mutable absl::Mutex mu;
-    std::unique_ptr<EngineMetrics> inner;
+    std::unique_ptr<WorkerMetrics> inner;
   };
   auto deferred = std::make_shared<Deferred>();
-  auto router = RouterNode::Start(**model, ro, {deferred});
+  auto router = RouterNode::Start(**model, ro, {deferred, step_registry});
   if (!router.ok()) return ReportError("serve", router.status());
-  std::vector<EngineSource> sources;
+  std::vector<WorkerSource> sources;
   for (int i = 0; i < workers; ++i) {
     WorkerNodeOptions wo;
     wo.router = StrCat("127.0.0.1:", (*router)->internal_port());
@@ -149,14 +169,25 @@ int RunServe(const std::vector<std::string>& args) {
     wo.kv_cache_mb = engine.kv_cache_mb;
     wo.kv_dtype = engine.kv_dtype();
     wo.scheduler = engine.scheduler();
+    wo.power = power.options(wo.device);
+    wo.power_sharers = workers;
+    wo.on_step = steps.ForWorker(wo.id);
     auto node = WorkerNode::Start(**model, wo);
     if (!node.ok()) return ReportError("serve", node.status());
-    sources.push_back({wo.id, &(*node)->engine(), &(*node)->transport()});
+    WorkerNode* raw = node->get();
+    sources.push_back({.worker = wo.id,
+                       .engine = &raw->engine(),
+                       .transport = &raw->transport(),
+                       .energy = &raw->energy(),
+                       .model = id,
+                       .device = wo.device,
+                       .role = [raw] { return std::string(RoleName(raw->role())); }});
+    if (i == 0) PrintPowerSource("serve", raw->energy().meter(), raw->power_fallback());
     nodes.push_back(std::move(*node));
   }
   {
     absl::MutexLock lock(&deferred->mu);
-    deferred->inner = std::make_unique<EngineMetrics>(sources);
+    deferred->inner = std::make_unique<WorkerMetrics>(sources);
   }
   // Ready when every worker has attached (a client could otherwise arrive first).
   for (const auto& node : nodes) {

@@ -15,7 +15,9 @@
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
-#include "server/engine_metrics.h"
+#include "prometheus/registry.h"
+#include "server/cli/power_flags.h"
+#include "server/worker_metrics.h"
 #include "server/frontend.h"
 #include "server/worker_node.h"
 
@@ -33,6 +35,7 @@ int RunWorker(const std::vector<std::string>& args) {
   std::string model_path, role = "both", metrics_host = "0.0.0.0";
   int32_t metrics_port = -1, prefill_timeout_ms = 30000, drain_timeout_s = 60;
   EngineFlags engine;
+  PowerFlags power;
   WorkerNodeOptions o;
   FlagSet flags("worker", "Run a worker: load the model, attach to a router, serve its requests.");
   flags.AddString("router", &o.router, "the router's internal address, HOST:PORT (required)", true);
@@ -54,10 +57,12 @@ int RunWorker(const std::vector<std::string>& args) {
   flags.AddInt("drain-timeout-s", &drain_timeout_s,
                "on SIGTERM, how long requests in flight may take to finish (default 60)");
   AddEngineFlags(flags, &engine, 1);
+  AddPowerFlags(flags, &power);
   if (int rc = ParseFlagsOrExit(flags, "worker", args); rc >= 0) return rc;
   auto parsed_role = ParseRole(role);
   absl::Status check = parsed_role.status();
   if (check.ok()) check = CheckEngineFlags(engine);
+  if (check.ok()) check = CheckPowerFlags(power);
   if (check.ok()) check = CheckRange("metrics-port", metrics_port, -1, 65535);
   if (check.ok()) check = CheckRange("prefill-timeout-ms", prefill_timeout_ms, 1, 3600000);
   if (check.ok()) check = CheckRange("drain-timeout-s", drain_timeout_s, 0, 86400);
@@ -72,17 +77,29 @@ int RunWorker(const std::vector<std::string>& args) {
   o.kv_dtype = engine.kv_dtype();
   o.scheduler = engine.scheduler();
   o.prefill_timeout = std::chrono::milliseconds(prefill_timeout_ms);
+  o.power = power.options(o.device);
+  auto step_registry = std::make_shared<prometheus::Registry>();
+  StepMetrics steps(*step_registry);
+  o.on_step = steps.ForWorker("");
 
   const sigset_t signals = BlockTerminationSignals();
   auto model = LoadModel(model_path);
   if (!model.ok()) return ReportError("worker", model.status());
   auto node = WorkerNode::Start(**model, o);
   if (!node.ok()) return ReportError("worker", node.status());
+  WorkerNode* raw = node->get();
+  PrintPowerSource("worker", raw->energy().meter(), raw->power_fallback());
   std::unique_ptr<MetricsEndpoint> exposer;
   if (metrics_port >= 0) {
-    auto e = MetricsEndpoint::Start(metrics_host, metrics_port,
-                                    {std::make_shared<EngineMetrics>(std::vector<EngineSource>{
-                                        {"", &(*node)->engine(), &(*node)->transport()}})});
+    WorkerSource source{.engine = &raw->engine(),
+                        .transport = &raw->transport(),
+                        .energy = &raw->energy(),
+                        .model = ModelIdFor(model_path, ""),
+                        .device = o.device,
+                        .role = [raw] { return std::string(RoleName(raw->role())); }};
+    auto e = MetricsEndpoint::Start(
+        metrics_host, metrics_port,
+        {std::make_shared<WorkerMetrics>(std::vector<WorkerSource>{source}), step_registry});
     if (!e.ok()) return ReportError("worker", e.status());
     exposer = std::move(*e);
   }

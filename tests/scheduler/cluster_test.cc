@@ -100,6 +100,36 @@ TEST(ClusterTest, PrefersTheWorkerHoldingThePrefixWhenLoadsAreEqual) {
   }
 }
 
+TEST(ClusterTest, CountsTheKvOverlapOfChosenWorkersAndShowsTheirLoads) {
+  Fixture f;
+  f.Add("a", internal::v1::WORKER_ROLE_BOTH);
+  const std::vector<uint64_t> cached = BlockHashes(Tokens(160, 1), 16);  // 10 blocks
+  f.Stored("a", std::vector<uint64_t>(cached.begin(), cached.begin() + 5));
+  auto half = f.cluster.Route(Req(cached, 160, 32));  // 5 of 10 blocks cached: 0.5
+  ASSERT_TRUE(half.ok());
+  auto none = f.cluster.Route(Req(BlockHashes(Tokens(64, 9), 16), 64));  // 0 of 4
+  ASSERT_TRUE(none.ok());
+  ASSERT_TRUE(f.cluster.Route(Req({}, 8)).ok());  // no full block: not counted
+  const Cluster::OverlapStats o = f.cluster.Overlap();
+  EXPECT_EQ(o.prompt_blocks, 14);
+  EXPECT_EQ(o.hit_blocks, 5);
+  EXPECT_DOUBLE_EQ(o.sum, 0.5);
+  EXPECT_EQ(o.counts[0], 1u);  // le 0
+  EXPECT_EQ(o.counts[3], 1u);  // (0.25, 0.5]
+  uint64_t total = 0;
+  for (uint64_t c : o.counts) total += c;
+  EXPECT_EQ(total, 2u);
+
+  const std::vector<Cluster::WorkerLoad> loads = f.cluster.Loads();
+  ASSERT_EQ(loads.size(), 1u);
+  EXPECT_EQ(loads[0].id, "a");
+  EXPECT_EQ(loads[0].role, "both");
+  EXPECT_EQ(loads[0].active_requests, 3);
+  EXPECT_EQ(loads[0].active_blocks, (160 + 32) / 16 + (64 + 16) / 16 + 2);
+  f.cluster.Release(*half);
+  EXPECT_EQ(f.cluster.Loads()[0].active_requests, 2);
+}
+
 TEST(ClusterTest, DisaggregatesOnlyAboveTheThresholdWithAPrefillWorker) {
   RoutingOptions o;
   o.disagg_threshold = 100;

@@ -9,6 +9,8 @@
 #include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "prometheus/registry.h"
+#include "prometheus/text_serializer.h"
 #include "tests/test_paths.h"
 
 namespace tokenfab {
@@ -196,6 +198,46 @@ TEST_F(RouterTest, ErrorsNameTheFieldAndStreamNothing) {
   r.set_prompt("hello");
   EXPECT_EQ(router_->Generate(r, std::make_shared<CollectingSink>()).status().code(),
             absl::StatusCode::kResourceExhausted);
+}
+
+// The value of the sample `name{labels}` in the registry's text exposition.
+double Sample(prometheus::Registry& registry, const std::string& sample) {
+  const std::string text = prometheus::TextSerializer().Serialize(registry.Collect());
+  const size_t at = text.find("\n" + sample + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + sample.size() + 2));
+}
+
+TEST_F(RouterTest, MetricsCountOutcomesTokensAndLatencies) {
+  prometheus::Registry registry;
+  RequestMetrics metrics(registry);
+  Router router(*model_, &worker_, RouterOptions{.model_id = "smol", .metrics = &metrics});
+  worker_.script = Ids(" one two three");
+  v1::GenerateRequest r;
+  r.set_prompt("Count:");
+  r.set_max_tokens(20);
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(router.Generate(r, std::make_shared<CollectingSink>()).ok());
+  const double n = static_cast<double>(worker_.script.size());
+  EXPECT_EQ(Sample(registry, "tokenfab_router_requests_total{outcome=\"length\"}"), 2);
+  EXPECT_EQ(Sample(registry, "tokenfab_router_generation_tokens_total"), 2 * n);
+  EXPECT_EQ(Sample(registry, "tokenfab_router_prompt_tokens_total"),
+            2.0 * static_cast<double>(Ids("Count:").size()));
+  EXPECT_EQ(Sample(registry, "tokenfab_router_cached_tokens_total"), 32);
+  EXPECT_EQ(Sample(registry, "tokenfab_router_time_to_first_token_seconds_count"), 2);
+  EXPECT_EQ(Sample(registry, "tokenfab_router_inter_token_latency_seconds_count"), 2 * (n - 1));
+  EXPECT_EQ(Sample(registry, "tokenfab_router_e2e_request_latency_seconds_count"), 2);
+  EXPECT_EQ(Sample(registry, "tokenfab_router_requests_in_flight"), 0);
+  EXPECT_EQ(Sample(registry, "tokenfab_router_requests_queued"), 0);
+
+  worker_.full = true;
+  EXPECT_FALSE(router.Generate(r, std::make_shared<CollectingSink>()).ok());
+  r.set_max_tokens(-1);
+  EXPECT_FALSE(router.Generate(r, std::make_shared<CollectingSink>()).ok());
+  EXPECT_EQ(Sample(registry, "tokenfab_router_requests_total{outcome=\"rejected\"}"), 1);
+  EXPECT_EQ(Sample(registry, "tokenfab_router_rejections_total{reason=\"queue_full\"}"), 1);
+  EXPECT_EQ(Sample(registry, "tokenfab_router_requests_total{outcome=\"invalid\"}"), 1);
+  EXPECT_EQ(Sample(registry, "tokenfab_router_requests_in_flight"), 0);
+  EXPECT_EQ(Sample(registry, "tokenfab_router_requests_queued"), 0);
 }
 
 }  // namespace

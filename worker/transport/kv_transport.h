@@ -74,6 +74,11 @@ struct KvTransportStats {
   int64_t transfers_sent = 0;
   int64_t transfers_received = 0;
   int64_t transfers_failed = 0;  // either side
+  // Wall time of completed transfers, from the stream's start to its
+  // acknowledgement. A sender streams while its prefill computes, so its
+  // time includes waiting for layers.
+  double seconds_sent = 0;
+  double seconds_received = 0;
 };
 
 class KvTransport {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <deque>
 
@@ -18,6 +19,12 @@
 
 namespace tokenfab {
 namespace {
+
+int64_t MicrosSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                               start)
+      .count();
+}
 
 absl::Status Errno(std::string_view what) {
   return absl::UnavailableError(StrCat(what, ": ", std::strerror(errno)));
@@ -294,6 +301,7 @@ void TcpTransport::Receive(int fd) {
                                         "already received or given up)"));
     }
     if (absl::Status s = CheckStreamHeader(header, expected->spec); !s.ok()) return s;
+    const auto started = std::chrono::steady_clock::now();
     KvAssembly assembly(expected->spec);
     const int64_t row = expected->spec.layout.PositionBytes() / 2;
     while (true) {
@@ -316,6 +324,7 @@ void TcpTransport::Receive(int fd) {
       expected_.erase(expected->spec.transfer_id);
     }
     ++counters_->transfers_received;
+    counters_->micros_received += MicrosSince(started);
     expected->Deliver(assembly.Take());
     return absl::OkStatus();
   }();
@@ -384,6 +393,7 @@ std::unique_ptr<KvSendStream> TcpTransport::Open(const std::string& peer,
     if (stopping_) state->Abort();
   }
   std::thread([this, state] {
+    const auto started = std::chrono::steady_clock::now();
     absl::Status status = [&]() -> absl::Status {
       absl::StatusOr<int> fd = Connect(state->peer, state->timeout_ms);
       if (!fd.ok()) return fd.status();
@@ -441,6 +451,7 @@ std::unique_ptr<KvSendStream> TcpTransport::Open(const std::string& peer,
     }
     if (status.ok()) {
       ++counters_->transfers_sent;
+      counters_->micros_sent += MicrosSince(started);
     } else {
       ++counters_->transfers_failed;
     }
@@ -452,9 +463,15 @@ std::unique_ptr<KvSendStream> TcpTransport::Open(const std::string& peer,
 }
 
 KvTransportStats TcpTransport::Stats() const {
-  return {counters_->bytes_sent.load(), counters_->bytes_received.load(),
-          counters_->transfers_sent.load(), counters_->transfers_received.load(),
-          counters_->transfers_failed.load()};
+  KvTransportStats s;
+  s.bytes_sent = counters_->bytes_sent.load();
+  s.bytes_received = counters_->bytes_received.load();
+  s.transfers_sent = counters_->transfers_sent.load();
+  s.transfers_received = counters_->transfers_received.load();
+  s.transfers_failed = counters_->transfers_failed.load();
+  s.seconds_sent = static_cast<double>(counters_->micros_sent.load()) * 1e-6;
+  s.seconds_received = static_cast<double>(counters_->micros_received.load()) * 1e-6;
+  return s;
 }
 
 }  // namespace tokenfab

@@ -45,6 +45,7 @@ class TcpTransport : public KvTransport {
   struct Counters {
     std::atomic<int64_t> bytes_sent{0}, bytes_received{0}, transfers_sent{0}, transfers_received{0},
         transfers_failed{0};
+    std::atomic<int64_t> micros_sent{0}, micros_received{0};
   };
   struct Expected;
   struct SendState;

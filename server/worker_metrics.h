@@ -1,0 +1,58 @@
+// A worker process's metrics: the engine's counters and gauges, its KV
+// transport, its energy meter and an info metric, read at scrape time
+// (WorkerMetrics); and per-step histograms fed by the engine thread
+// (StepMetrics). One worker (tokenfab worker, tokenfab serve) or several in
+// one process (serve --workers N), told apart by a `worker` label.
+#ifndef TOKENFAB_SERVER_WORKER_METRICS_H_
+#define TOKENFAB_SERVER_WORKER_METRICS_H_
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "prometheus/collectable.h"
+#include "prometheus/family.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "worker/engine/engine.h"
+#include "worker/power/energy_monitor.h"
+#include "worker/transport/kv_transport.h"
+
+namespace tokenfab {
+
+struct WorkerSource {
+  std::string worker;  // the `worker` label; empty for none
+  const Engine* engine = nullptr;
+  const KvTransport* transport = nullptr;  // optional
+  const EnergyMonitor* energy = nullptr;   // optional
+  // tokenfab_worker_info's labels; the role may change while it runs.
+  std::string model;
+  std::string device = "cpu";
+  std::function<std::string()> role;  // null: "both"
+};
+
+class WorkerMetrics : public prometheus::Collectable {
+ public:
+  explicit WorkerMetrics(std::vector<WorkerSource> sources) : sources_(std::move(sources)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  std::vector<WorkerSource> sources_;
+};
+
+// tokenfab_worker_step_duration_seconds and tokenfab_worker_step_batch_size,
+// by phase (prefill, decode, mixed). Thread-safe.
+class StepMetrics {
+ public:
+  explicit StepMetrics(prometheus::Registry& registry);
+  // What a worker's engine calls after each step (EngineOptions::on_step).
+  std::function<void(const StepRecord&)> ForWorker(const std::string& worker);
+
+ private:
+  prometheus::Family<prometheus::Histogram>& duration_;
+  prometheus::Family<prometheus::Histogram>& batch_;
+};
+
+}  // namespace tokenfab
+
+#endif  // TOKENFAB_SERVER_WORKER_METRICS_H_
