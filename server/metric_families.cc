@@ -48,13 +48,18 @@ prometheus::MetricFamily HistogramFamilyOf(const std::string& name, const std::s
 }
 
 std::vector<double> LatencyBuckets() {
-  std::vector<double> b;
-  for (double x = 0.005; x < 60.0; x *= 1.15) {
-    // Three significant digits keep the `le` labels readable.
-    const double scale = std::pow(10.0, 2 - std::floor(std::log10(x)));
-    b.push_back(std::round(x * scale) / scale);
+  // 1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 4.5, 5, 6, 7, 8, 9 per decade: at
+  // most 25% apart, and round SLA targets (50 ms, 0.2 s, 0.5 s, 1 s ...) are
+  // bounds, so the share of requests under a target is exact.
+  static const double kSteps[] = {1, 1.25, 1.5, 1.75, 2, 2.5, 3, 3.5, 4, 4.5, 5, 6, 7, 8, 9};
+  std::vector<double> b = {0.005, 0.006, 0.007, 0.008, 0.009};
+  for (double decade : {0.01, 0.1, 1.0, 10.0}) {
+    for (double step : kSteps) {
+      // Rounded so the `le` labels read as written (0.0175, not 0.017499...).
+      const double v = std::round(decade * step * 1e4) / 1e4;
+      if (v <= 60.0) b.push_back(v);
+    }
   }
-  b.push_back(60.0);
   return b;
 }
 

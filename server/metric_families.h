@@ -30,8 +30,8 @@ struct HistogramValue {
 prometheus::MetricFamily HistogramFamilyOf(const std::string& name, const std::string& help,
                                            const std::vector<HistogramValue>& values);
 
-// Bucket bounds for request latencies: a geometric series from 5 ms to 60 s,
-// 15% apart (so a quantile read from them is within a few percent).
+// Bucket bounds for request latencies, 5 ms to 60 s at most 25% apart (a
+// quantile read from them is within a few percent), round values included.
 std::vector<double> LatencyBuckets();
 
 }  // namespace tokenfab
