@@ -35,7 +35,7 @@ std::vector<prometheus::MetricFamily> WorkerMetrics::Collect() const {
     snap.has_transport = src.transport != nullptr;
     if (snap.has_transport) snap.t = src.transport->Stats();
     snap.has_energy = src.energy != nullptr;
-    if (snap.has_energy) snap.e = src.energy->Read();
+    if (snap.has_energy) snap.e = src.energy->ReadNow();
     snaps.push_back(std::move(snap));
   }
   std::vector<prometheus::MetricFamily> out;

@@ -65,7 +65,7 @@ class WorkerNode {
   Engine& engine() { return *engine_; }
   const Engine& engine() const { return *engine_; }
   const KvTransport& transport() const { return *transport_; }
-  const EnergyMonitor& energy() const { return *energy_; }
+  EnergyMonitor& energy() { return *energy_; }
   // Why the power source is not the one "auto" would prefer (empty if it is).
   const std::string& power_fallback() const { return power_fallback_; }
   internal::v1::WorkerRole role() const { return attach_->role(); }

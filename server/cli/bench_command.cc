@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <fstream>
 
+#include "absl/strings/str_split.h"
 #include "common/strings.h"
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
@@ -18,6 +19,7 @@
 #include "server/loadgen/load_client.h"
 #include "server/loadgen/report.h"
 #include "server/loadgen/stats.h"
+#include "server/loadgen/worker_meters.h"
 #include "server/loadgen/workload.h"
 #include "worker/model_loader.h"
 
@@ -50,6 +52,7 @@ struct BenchFlags {
   std::optional<uint64_t> seed;
   int32_t warmup = 0;
   std::string extra_body;
+  std::string metrics;  // comma-separated /metrics URLs of the workers' meters
 };
 
 absl::Status Validate(BenchFlags& f) {
@@ -105,6 +108,10 @@ int RunBench(const std::vector<std::string>& args) {
   flags.AddString("extra-body", &f.extra_body,
                   "JSON object merged into each HTTP request body, e.g. '{\"logit_bias\": "
                   "{\"2\": -100}}'");
+  flags.AddString("metrics", &f.metrics,
+                  "the workers' /metrics URLs, comma-separated, whose energy meters the run's "
+                  "tokens per joule come from (default: http://TARGET_HOST:9400/metrics, where "
+                  "`tokenfab serve` has them; 'none' skips)");
   if (int rc = ParseFlagsOrExit(flags, "bench", args); rc >= 0) return rc;
   auto usage_error = [](const absl::Status& s) {
     ReportError("bench", s);
@@ -154,12 +161,38 @@ int RunBench(const std::vector<std::string>& args) {
     std::fprintf(stderr, "tokenfab bench: %d warm-up requests\n", f.warmup);
     loadgen::RunLoad(**client, warmup, std::vector<double>(warmup.size(), 0.0), f.concurrency);
   }
+  std::vector<std::string> meter_urls;
+  if (f.metrics.empty()) {
+    const bool v6 = target->host.find(':') != std::string::npos;
+    meter_urls.push_back(StrCat("http://", v6 ? "[" : "", target->host, v6 ? "]" : "", ":9400/metrics"));
+  } else if (f.metrics != "none") {
+    for (absl::string_view u : absl::StrSplit(f.metrics, ',', absl::SkipEmpty())) {
+      meter_urls.emplace_back(u);
+    }
+  }
+  loadgen::EnergyReport energy;
+  absl::StatusOr<loadgen::MeterReading> meters_before =
+      meter_urls.empty() ? absl::NotFoundError("--metrics none")
+                         : loadgen::ReadWorkerMeters(meter_urls);
   c.machine = loadgen::ReadMachineInfo();
   c.started_at = loadgen::UtcNow();
   std::fprintf(stderr, "tokenfab bench: %d requests to %s\n", f.requests, f.target.c_str());
   const std::vector<loadgen::RequestRecord> records = loadgen::RunLoad(
       **client, measured, loadgen::ArrivalTimes(f.requests, f.rate, seed), f.concurrency);
   c.load_average_at_end = loadgen::ReadMachineInfo().load_average;
+  const loadgen::BenchSummary summary = loadgen::SummarizeRun(records, c.targets, f.isl, f.osl);
+  if (meters_before.ok()) {
+    absl::StatusOr<loadgen::MeterReading> after = loadgen::ReadWorkerMeters(meter_urls);
+    if (!after.ok()) {
+      energy.note = std::string(after.status().message());
+    } else if (after->meters == 0) {
+      energy.note = "the metrics pages have no tokenfab_energy_joules_total";
+    } else {
+      energy.energy = loadgen::EnergyOfRun(*meters_before, *after, summary.total_output_tokens);
+    }
+  } else {
+    energy.note = StrCat("no worker meters: ", meters_before.status().message());
+  }
 
   if (!f.records.empty()) {
     std::ofstream out(f.records);
@@ -168,9 +201,8 @@ int RunBench(const std::vector<std::string>& args) {
       ReportError("bench", absl::UnavailableError(StrCat("cannot write ", f.records)));
     }
   }
-  const loadgen::BenchSummary summary = loadgen::SummarizeRun(records, c.targets, f.isl, f.osl);
-  const std::string report =
-      f.json ? loadgen::FormatReportJson(c, summary) : loadgen::FormatReportText(c, summary);
+  const std::string report = f.json ? loadgen::FormatReportJson(c, summary, energy)
+                                    : loadgen::FormatReportText(c, summary, energy);
   std::printf("%s\n", report.c_str());
   if (summary.requests_completed == 0) {
     return ReportError(

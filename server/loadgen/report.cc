@@ -81,7 +81,8 @@ std::string UtcNow() {
   return buf;
 }
 
-std::string FormatReportText(const BenchConditions& c, const BenchSummary& s) {
+std::string FormatReportText(const BenchConditions& c, const BenchSummary& s,
+                             const EnergyReport& energy) {
   std::string out = "tokenfab bench\n";
   StrAppend(&out, "  target      ", c.target, " (model ", c.model_id, ")\n");
   StrAppend(&out, "  load        ", LoadDescription(c), "\n");
@@ -126,11 +127,24 @@ std::string FormatReportText(const BenchConditions& c, const BenchSummary& s) {
       "1),\n"
       "  aiperf's definition; percentiles over requests. Inter-chunk gap: every gap between\n"
       "  token chunks. Request latency: send to last token chunk.\n";
+  if (energy.energy) {
+    const RunEnergy& e = *energy.energy;
+    StrAppend(&out, "\n  energy      ", Fixed(e.joules, 1), " J from ", e.meters,
+              " worker meter(s), source ", e.sources, "\n");
+    StrAppend(&out, "  efficiency  ", Fixed(e.tokens_per_joule, 4), " output tokens/J, ",
+              Fixed(e.joules_per_token, 4), " J/output token\n");
+    StrAppend(&out, "  by phase    prefill ", Fixed(e.prefill_joules_per_token, 5),
+              " J/prompt token, decode ", Fixed(e.decode_joules_per_token, 5),
+              " J/generated token (idle energy in neither)\n");
+  } else {
+    StrAppend(&out, "\n  energy      n/a (", energy.note, ")\n");
+  }
   for (const std::string& e : s.sample_errors) StrAppend(&out, "  error: ", e, "\n");
   return out;
 }
 
-std::string FormatReportJson(const BenchConditions& c, const BenchSummary& s) {
+std::string FormatReportJson(const BenchConditions& c, const BenchSummary& s,
+                             const EnergyReport& energy) {
   json conditions = {
       {"target", c.target},
       {"model_id", c.model_id},
@@ -174,6 +188,19 @@ std::string FormatReportJson(const BenchConditions& c, const BenchSummary& s) {
       {"prompt_tokens", DistributionJson(s.prompt_tokens)},
       {"errors", s.sample_errors},
   };
+  if (energy.energy) {
+    const RunEnergy& e = *energy.energy;
+    results["energy"] = {{"source", e.sources},
+                         {"meters", e.meters},
+                         {"joules", e.joules},
+                         {"tokens_per_joule", e.tokens_per_joule},
+                         {"joules_per_token", e.joules_per_token},
+                         {"prefill_joules_per_token", e.prefill_joules_per_token},
+                         {"decode_joules_per_token", e.decode_joules_per_token}};
+  } else {
+    results["energy"] = nullptr;
+    results["energy_note"] = energy.note;
+  }
   // Server error texts may hold any bytes: replace invalid UTF-8, never throw.
   return json{{"conditions", conditions}, {"results", results}}.dump(
       -1, ' ', false, json::error_handler_t::replace);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "server/loadgen/stats.h"
+#include "server/loadgen/worker_meters.h"
 
 namespace tokenfab::loadgen {
 
@@ -44,11 +45,20 @@ struct BenchConditions {
   std::string started_at;  // UtcNow() at the start
 };
 
-std::string FormatReportText(const BenchConditions& conditions, const BenchSummary& summary);
+// The run's energy from the workers' meters, or why there is none.
+struct EnergyReport {
+  std::optional<RunEnergy> energy;
+  std::string note;  // set when `energy` is not
+};
+
+std::string FormatReportText(const BenchConditions& conditions, const BenchSummary& summary,
+                             const EnergyReport& energy = {});
 // One line of JSON: {"conditions": {...}, "results": {...}}; distributions
 // are objects {count, mean, min, max, p50, p90, p99} in the unit their key
 // names (_ms, _tokens).
-std::string FormatReportJson(const BenchConditions& conditions, const BenchSummary& summary);
+// "results.energy" holds the energy figures, or null with "energy_note".
+std::string FormatReportJson(const BenchConditions& conditions, const BenchSummary& summary,
+                             const EnergyReport& energy = {});
 
 // One JSON object per request, one per line, in the order they were listed:
 // {"ok", "error", "start_s", "ttft_s", "latency_s", "output_tokens",

@@ -35,6 +35,11 @@ EnergySnapshot EnergyMonitor::Read() const {
   return snapshot_;
 }
 
+EnergySnapshot EnergyMonitor::ReadNow() {
+  Sample(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
+  return Read();
+}
+
 void EnergyMonitor::Sample(double now) {
   absl::StatusOr<double> meter_joules = meter_->EnergyJoules();
   const Activity a = activity_();
@@ -68,7 +73,6 @@ void EnergyMonitor::Sample(double now) {
     decode *= scale;
   }
   EnergySnapshot& s = snapshot_;
-  s.watts = energy / dt;
   s.joules += energy;
   s.prefill_joules += energy * prefill / dt;
   s.decode_joules += energy * decode / dt;
@@ -80,6 +84,14 @@ void EnergyMonitor::Sample(double now) {
   window_.push_back({now, s.joules, a.decode_tokens});
   const double horizon = now - std::chrono::duration<double>(options_.window).count();
   while (window_.size() > 2 && window_[1].time <= horizon) window_.pop_front();
+  // Watts over the last second or more: meters update their counters every
+  // few milliseconds (RAPL) to every 100 ms (NVML), so a scrape just after a
+  // tick would otherwise read noise.
+  size_t from = window_.size() - 1;
+  while (from > 0 && window_[from].time > now - 1.0) --from;
+  if (from + 1 < window_.size()) {
+    s.watts = (s.joules - window_[from].joules) / (now - window_[from].time);
+  }
   const Point& first = window_.front();
   const double joules = s.joules - first.joules;
   s.tokens_per_joule =

@@ -42,7 +42,7 @@ struct EnergyMonitorOptions {
 
 struct EnergySnapshot {
   std::string source;
-  double watts = 0;  // average over the last interval
+  double watts = 0;  // average over the last second (or more, up to the last reading before it)
   double joules = 0;
   double prefill_joules = 0;
   double decode_joules = 0;
@@ -58,6 +58,9 @@ class EnergyMonitor {
   ~EnergyMonitor();
 
   EnergySnapshot Read() const;
+  // Takes a reading now, then returns the figures (a scrape sees energy up
+  // to the moment it asked, not up to the last tick).
+  EnergySnapshot ReadNow();
   const PowerMeter& meter() const { return *meter_; }
 
   // One reading at monotonic time `now_seconds`.
