@@ -53,8 +53,8 @@ RequestMetrics::RequestMetrics(prometheus::Registry& r)
       generation_tokens_(CounterFamily(r, "tokenfab_router_generation_tokens_total",
                                        "Tokens generated for clients.")
                              .Add({})),
-      in_flight_(OneGauge(r, "tokenfab_router_requests_in_flight",
-                          "Requests routed and not finished.")),
+      in_flight_(
+          OneGauge(r, "tokenfab_router_requests_in_flight", "Requests routed and not finished.")),
       queued_(OneGauge(r, "tokenfab_router_requests_queued",
                        "Requests routed that have no token yet (queued or in prefill).")) {}
 
@@ -83,8 +83,7 @@ void RequestMetrics::Abandoned() {
   queued_.Decrement();
 }
 
-void RequestMetrics::FirstToken(double ttft_seconds, int32_t prompt_tokens,
-                                int32_t cached_tokens) {
+void RequestMetrics::FirstToken(double ttft_seconds, int32_t prompt_tokens, int32_t cached_tokens) {
   ttft_.Observe(ttft_seconds);
   prompt_tokens_.Increment(prompt_tokens);
   cached_tokens_.Increment(cached_tokens);
@@ -106,10 +105,17 @@ void RequestMetrics::Finished(v1::FinishReason reason, double e2e_seconds, bool 
   in_flight_.Decrement();
   e2e_.Observe(e2e_seconds);
   switch (reason) {
-    case v1::FINISH_REASON_STOP: stop_.Increment(); break;
-    case v1::FINISH_REASON_LENGTH: length_.Increment(); break;
-    case v1::FINISH_REASON_CANCELLED: cancelled_.Increment(); break;
-    default: error_.Increment();
+    case v1::FINISH_REASON_STOP:
+      stop_.Increment();
+      break;
+    case v1::FINISH_REASON_LENGTH:
+      length_.Increment();
+      break;
+    case v1::FINISH_REASON_CANCELLED:
+      cancelled_.Increment();
+      break;
+    default:
+      error_.Increment();
   }
 }
 

@@ -105,36 +105,39 @@ std::vector<prometheus::MetricFamily> WorkerMetrics::Collect() const {
          MetricType::Counter, [](const Snapshot& s) { return s.s.prefix_queries; });
   family("tokenfab_worker_prefix_cache_hits_total", "KV blocks found in the prefix cache.",
          MetricType::Counter, [](const Snapshot& s) { return s.s.prefix_hits; });
-  labelled("tokenfab_worker_remote_prefills_total",
-           "Prompts this decode worker asked a prefill worker for: ok, or fallback (recomputed "
-           "here).",
-           MetricType::Counter, "result", {"ok", "fallback"}, [](const Snapshot& s, size_t i) {
-             return static_cast<double>(i == 0 ? s.s.remote_prefills_ok
-                                               : s.s.remote_prefills_failed);
-           });
+  labelled(
+      "tokenfab_worker_remote_prefills_total",
+      "Prompts this decode worker asked a prefill worker for: ok, or fallback (recomputed "
+      "here).",
+      MetricType::Counter, "result", {"ok", "fallback"}, [](const Snapshot& s, size_t i) {
+        return static_cast<double>(i == 0 ? s.s.remote_prefills_ok : s.s.remote_prefills_failed);
+      });
   family("tokenfab_worker_kv_exports_total", "Prompts computed here for a decode worker.",
          MetricType::Counter, [](const Snapshot& s) { return s.s.kv_exports; });
 
   auto transport = [](const Snapshot& s) { return s.has_transport; };
-  labelled("tokenfab_worker_kv_transfer_bytes_total", "KV bytes moved by the KV transport.",
-           MetricType::Counter, "direction", {"sent", "received"},
-           [](const Snapshot& s, size_t i) {
-             return static_cast<double>(i == 0 ? s.t.bytes_sent : s.t.bytes_received);
-           },
-           transport);
-  labelled("tokenfab_worker_kv_transfer_seconds_total",
-           "Wall time of completed KV transfers (a sender's includes waiting for its prefill).",
-           MetricType::Counter, "direction", {"sent", "received"},
-           [](const Snapshot& s, size_t i) { return i == 0 ? s.t.seconds_sent : s.t.seconds_received; },
-           transport);
-  labelled("tokenfab_worker_kv_transfers_total", "KV transfers completed (sent, received) or failed.",
-           MetricType::Counter, "direction", {"sent", "received", "failed"},
-           [](const Snapshot& s, size_t i) {
-             const std::array<int64_t, 3> v = {s.t.transfers_sent, s.t.transfers_received,
-                                               s.t.transfers_failed};
-             return static_cast<double>(v[i]);
-           },
-           transport);
+  labelled(
+      "tokenfab_worker_kv_transfer_bytes_total", "KV bytes moved by the KV transport.",
+      MetricType::Counter, "direction", {"sent", "received"},
+      [](const Snapshot& s, size_t i) {
+        return static_cast<double>(i == 0 ? s.t.bytes_sent : s.t.bytes_received);
+      },
+      transport);
+  labelled(
+      "tokenfab_worker_kv_transfer_seconds_total",
+      "Wall time of completed KV transfers (a sender's includes waiting for its prefill).",
+      MetricType::Counter, "direction", {"sent", "received"},
+      [](const Snapshot& s, size_t i) { return i == 0 ? s.t.seconds_sent : s.t.seconds_received; },
+      transport);
+  labelled(
+      "tokenfab_worker_kv_transfers_total", "KV transfers completed (sent, received) or failed.",
+      MetricType::Counter, "direction", {"sent", "received", "failed"},
+      [](const Snapshot& s, size_t i) {
+        const std::array<int64_t, 3> v = {s.t.transfers_sent, s.t.transfers_received,
+                                          s.t.transfers_failed};
+        return static_cast<double>(v[i]);
+      },
+      transport);
 
   // Power and energy, each with the meter's source.
   auto with_source = [&](const std::string& name, const std::string& help, MetricType type,
@@ -150,9 +153,8 @@ std::vector<prometheus::MetricFamily> WorkerMetrics::Collect() const {
               MetricType::Gauge, [](const EnergySnapshot& e) { return e.watts; });
   with_source("tokenfab_energy_joules_total", "Energy used since the worker started.",
               MetricType::Counter, [](const EnergySnapshot& e) { return e.joules; });
-  with_source("tokenfab_tokens_per_joule",
-              "Generated tokens per joule over the last minute.", MetricType::Gauge,
-              [](const EnergySnapshot& e) { return e.tokens_per_joule; });
+  with_source("tokenfab_tokens_per_joule", "Generated tokens per joule over the last minute.",
+              MetricType::Gauge, [](const EnergySnapshot& e) { return e.tokens_per_joule; });
   with_source("tokenfab_power_meter_errors_total", "Meter readings that failed.",
               MetricType::Counter,
               [](const EnergySnapshot& e) { return static_cast<double>(e.meter_errors); });

@@ -24,7 +24,7 @@ struct WorkerSource {
   std::string worker;  // the `worker` label; empty for none
   const Engine* engine = nullptr;
   const KvTransport* transport = nullptr;  // optional
-  EnergyMonitor* energy = nullptr;  // optional; read afresh at each scrape
+  EnergyMonitor* energy = nullptr;         // optional; read afresh at each scrape
   // tokenfab_worker_info's labels; the role may change while it runs.
   std::string model;
   std::string device = "cpu";

@@ -48,9 +48,8 @@ absl::Status CheckPowerFlags(const PowerFlags& f) {
 
 void PrintPowerSource(std::string_view command, const PowerMeter& meter,
                       const std::string& fallback) {
-  std::fprintf(stderr, "tokenfab %.*s: power source %.*s: %s%s\n",
-               static_cast<int>(command.size()), command.data(),
-               static_cast<int>(meter.source().size()), meter.source().data(),
+  std::fprintf(stderr, "tokenfab %.*s: power source %.*s: %s%s\n", static_cast<int>(command.size()),
+               command.data(), static_cast<int>(meter.source().size()), meter.source().data(),
                meter.description().c_str(),
                fallback.empty() ? "" : StrCat(" (no measured source: ", fallback, ")").c_str());
 }

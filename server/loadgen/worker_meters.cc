@@ -67,7 +67,8 @@ absl::StatusOr<Sample> ParseSample(std::string_view line) {
 absl::StatusOr<std::string> HttpGet(const std::string& url) {
   constexpr std::string_view kScheme = "http://";
   if (url.rfind(kScheme, 0) != 0) {
-    return absl::InvalidArgumentError(StrCat("metrics URL must start with http://, got '", url, "'"));
+    return absl::InvalidArgumentError(
+        StrCat("metrics URL must start with http://, got '", url, "'"));
   }
   std::string rest = url.substr(kScheme.size());
   const size_t slash = rest.find('/');
@@ -78,7 +79,9 @@ absl::StatusOr<std::string> HttpGet(const std::string& url) {
     return absl::InvalidArgumentError(StrCat("metrics URL needs HOST:PORT, got '", url, "'"));
   }
   std::string host = hostport.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
   const std::string port = hostport.substr(colon + 1);
   try {
     net::io_context ioc;
@@ -130,8 +133,9 @@ absl::StatusOr<MeterReading> ParseMeterReading(std::string_view page) {
       r.joules_by_source[s->labels["source"]] += s->value;
       ++r.meters;
     } else if (s->name == "tokenfab_phase_energy_joules_total") {
-      (p == "prefill" ? r.prefill_joules : p == "decode" ? r.decode_joules : r.idle_joules) +=
-          s->value;
+      (p == "prefill"  ? r.prefill_joules
+       : p == "decode" ? r.decode_joules
+                       : r.idle_joules) += s->value;
     } else if (s->name == "tokenfab_worker_tokens_total") {
       (p == "prefill" ? r.prefill_tokens : r.decode_tokens) += s->value;
     }
@@ -172,8 +176,8 @@ RunEnergy EnergyOfRun(const MeterReading& before, const MeterReading& after,
   e.joules_per_token = per(e.joules, static_cast<double>(output_tokens));
   e.prefill_joules_per_token = per(after.prefill_joules - before.prefill_joules,
                                    after.prefill_tokens - before.prefill_tokens);
-  e.decode_joules_per_token = per(after.decode_joules - before.decode_joules,
-                                  after.decode_tokens - before.decode_tokens);
+  e.decode_joules_per_token =
+      per(after.decode_joules - before.decode_joules, after.decode_tokens - before.decode_tokens);
   return e;
 }
 

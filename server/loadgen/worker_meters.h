@@ -41,8 +41,7 @@ struct RunEnergy {
 
 // The run's figures from readings before and after it and the output
 // tokens the load generator received.
-RunEnergy EnergyOfRun(const MeterReading& before, const MeterReading& after,
-                      int64_t output_tokens);
+RunEnergy EnergyOfRun(const MeterReading& before, const MeterReading& after, int64_t output_tokens);
 
 }  // namespace tokenfab::loadgen
 

@@ -5,8 +5,8 @@
 
 namespace tokenfab {
 
-EnergyMonitor::EnergyMonitor(std::unique_ptr<PowerMeter> meter,
-                             std::function<Activity()> activity, EnergyMonitorOptions options)
+EnergyMonitor::EnergyMonitor(std::unique_ptr<PowerMeter> meter, std::function<Activity()> activity,
+                             EnergyMonitorOptions options)
     : meter_(std::move(meter)), activity_(std::move(activity)), options_(options) {
   {
     absl::MutexLock lock(&mu_);
@@ -36,7 +36,8 @@ EnergySnapshot EnergyMonitor::Read() const {
 }
 
 EnergySnapshot EnergyMonitor::ReadNow() {
-  Sample(std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
+  Sample(
+      std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count());
   return Read();
 }
 
@@ -95,7 +96,9 @@ void EnergyMonitor::Sample(double now) {
   const Point& first = window_.front();
   const double joules = s.joules - first.joules;
   s.tokens_per_joule =
-      joules > 0 ? static_cast<double>(std::max<int64_t>(0, window_.back().tokens - first.tokens)) / joules : 0.0;
+      joules > 0
+          ? static_cast<double>(std::max<int64_t>(0, window_.back().tokens - first.tokens)) / joules
+          : 0.0;
 }
 
 }  // namespace tokenfab

@@ -29,8 +29,12 @@ absl::StatusOr<std::unique_ptr<ModelPowerMeter>> ModelPowerMeter::Create(double 
 }
 
 ModelPowerMeter::ModelPowerMeter(double idle, double busy, BusySeconds busy_seconds, Now now)
-    : idle_watts_(idle), busy_watts_(busy), busy_seconds_(std::move(busy_seconds)),
-      now_(std::move(now)), last_time_(now_()), last_busy_(busy_seconds_()) {}
+    : idle_watts_(idle),
+      busy_watts_(busy),
+      busy_seconds_(std::move(busy_seconds)),
+      now_(std::move(now)),
+      last_time_(now_()),
+      last_busy_(busy_seconds_()) {}
 
 std::string ModelPowerMeter::description() const {
   return StrCat("declared model: ", idle_watts_, " W idle, ", busy_watts_,

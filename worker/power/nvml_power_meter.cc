@@ -10,7 +10,8 @@ namespace tokenfab {
 namespace {
 
 // The few NVML declarations the meter needs (the CUDA toolkit ships no NVML
-// header); values from NVML's documented ABI.
+// header); values from NVML's documented ABI, whose energy counter is an
+// `unsigned long long` (hence the NOLINTs below).
 using nvmlReturn_t = int;
 using nvmlDevice_t = void*;
 constexpr nvmlReturn_t kNvmlSuccess = 0;
@@ -26,9 +27,10 @@ struct NvmlPowerMeter::Api {
   nvmlReturn_t (*shutdown)();
   const char* (*error_string)(nvmlReturn_t);
   nvmlReturn_t (*handle_by_index)(unsigned int, nvmlDevice_t*);
-  nvmlReturn_t (*power_usage)(nvmlDevice_t, unsigned int*);                     // mW
-  nvmlReturn_t (*total_energy)(nvmlDevice_t, unsigned long long*);              // mJ
-  nvmlReturn_t (*name)(nvmlDevice_t, char*, unsigned int);                      // optional
+  nvmlReturn_t (*power_usage)(nvmlDevice_t, unsigned int*);  // mW
+  nvmlReturn_t (*total_energy)(nvmlDevice_t,
+                               unsigned long long*);        // mJ  // NOLINT(google-runtime-int)
+  nvmlReturn_t (*name)(nvmlDevice_t, char*, unsigned int);  // optional
 
   std::string Error(const char* op, nvmlReturn_t r) const {
     const char* text = error_string != nullptr ? error_string(r) : nullptr;
@@ -53,14 +55,15 @@ absl::StatusOr<std::unique_ptr<NvmlPowerMeter>> NvmlPowerMeter::Create(const std
     *fn = reinterpret_cast<std::remove_pointer_t<decltype(fn)>>(dlsym(handle, symbol));
     return *fn != nullptr;
   };
-  for (auto [symbol, ok] : {std::pair<const char*, bool>{"nvmlInit_v2", resolve("nvmlInit_v2", &a.init)},
-                            {"nvmlShutdown", resolve("nvmlShutdown", &a.shutdown)},
-                            {"nvmlErrorString", resolve("nvmlErrorString", &a.error_string)},
-                            {"nvmlDeviceGetHandleByIndex_v2",
-                             resolve("nvmlDeviceGetHandleByIndex_v2", &a.handle_by_index)},
-                            {"nvmlDeviceGetPowerUsage", resolve("nvmlDeviceGetPowerUsage", &a.power_usage)},
-                            {"nvmlDeviceGetTotalEnergyConsumption",
-                             resolve("nvmlDeviceGetTotalEnergyConsumption", &a.total_energy)}}) {
+  for (auto [symbol, ok] :
+       {std::pair<const char*, bool>{"nvmlInit_v2", resolve("nvmlInit_v2", &a.init)},
+        {"nvmlShutdown", resolve("nvmlShutdown", &a.shutdown)},
+        {"nvmlErrorString", resolve("nvmlErrorString", &a.error_string)},
+        {"nvmlDeviceGetHandleByIndex_v2",
+         resolve("nvmlDeviceGetHandleByIndex_v2", &a.handle_by_index)},
+        {"nvmlDeviceGetPowerUsage", resolve("nvmlDeviceGetPowerUsage", &a.power_usage)},
+        {"nvmlDeviceGetTotalEnergyConsumption",
+         resolve("nvmlDeviceGetTotalEnergyConsumption", &a.total_energy)}}) {
     if (!ok) {
       m->api_.reset();  // nothing initialised yet: the destructor only closes the library
       return absl::UnavailableError(StrCat(library, " has no ", symbol));
@@ -77,16 +80,15 @@ absl::StatusOr<std::unique_ptr<NvmlPowerMeter>> NvmlPowerMeter::Create(const std
   }
   char name[96] = {};
   if (a.name != nullptr && a.name(m->device_, name, sizeof name - 1) != kNvmlSuccess) name[0] = 0;
-  unsigned long long mj = 0;
+  unsigned long long mj = 0;  // NOLINT(google-runtime-int)
   m->energy_counter_ = a.total_energy(m->device_, &mj) == kNvmlSuccess;
   if (m->energy_counter_) {
     m->last_mj_ = mj;
   } else {
     unsigned int mw = 0;
     if (nvmlReturn_t r = a.power_usage(m->device_, &mw); r != kNvmlSuccess) {
-      return absl::UnavailableError(
-          StrCat("GPU ", gpu_index, " reports neither energy nor power: ",
-                 a.Error("nvmlDeviceGetPowerUsage", r)));
+      return absl::UnavailableError(StrCat("GPU ", gpu_index, " reports neither energy nor power: ",
+                                           a.Error("nvmlDeviceGetPowerUsage", r)));
     }
     m->last_watts_ = mw * 1e-3;
     m->last_time_ = SteadySeconds();
@@ -105,7 +107,7 @@ NvmlPowerMeter::~NvmlPowerMeter() {
 absl::StatusOr<double> NvmlPowerMeter::EnergyJoules() {
   absl::MutexLock lock(&mu_);
   if (energy_counter_) {
-    unsigned long long mj = 0;
+    unsigned long long mj = 0;  // NOLINT(google-runtime-int)
     if (nvmlReturn_t r = api_->total_energy(device_, &mj); r != kNvmlSuccess) {
       return absl::UnavailableError(api_->Error("nvmlDeviceGetTotalEnergyConsumption", r));
     }

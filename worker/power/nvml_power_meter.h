@@ -37,7 +37,7 @@ class NvmlPowerMeter : public PowerMeter {
   bool energy_counter_ = false;
   std::string description_;
   absl::Mutex mu_;
-  uint64_t last_mj_ ABSL_GUARDED_BY(mu_) = 0;  // counter mode
+  uint64_t last_mj_ ABSL_GUARDED_BY(mu_) = 0;   // counter mode
   double last_watts_ ABSL_GUARDED_BY(mu_) = 0;  // power mode
   double last_time_ ABSL_GUARDED_BY(mu_) = 0;
   double joules_ ABSL_GUARDED_BY(mu_) = 0;

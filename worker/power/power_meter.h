@@ -50,9 +50,8 @@ using BusySeconds = std::function<double()>;
 
 // Builds the meter `options` ask for. With source "auto", a source that is
 // not available here is skipped and `*fallback_reason` (if given) says why.
-absl::StatusOr<std::unique_ptr<PowerMeter>> CreatePowerMeter(const PowerOptions& options,
-                                                             BusySeconds busy_seconds,
-                                                             std::string* fallback_reason = nullptr);
+absl::StatusOr<std::unique_ptr<PowerMeter>> CreatePowerMeter(
+    const PowerOptions& options, BusySeconds busy_seconds, std::string* fallback_reason = nullptr);
 
 // A 1/n share of a meter several workers in one process stand on (one CPU
 // package under `serve --workers N`), so that their sum is the package once.

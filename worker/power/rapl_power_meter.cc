@@ -20,7 +20,8 @@ absl::StatusOr<uint64_t> ReadCounter(const std::string& path) {
     const int err = errno;
     if (err == EACCES || err == EPERM) {
       return absl::PermissionDeniedError(
-          StrCat("cannot read ", path, ": permission denied (the kernel lets only root read RAPL "
+          StrCat("cannot read ", path,
+                 ": permission denied (the kernel lets only root read RAPL "
                  "counters; run as root or grant read access to energy_uj)"));
     }
     return absl::NotFoundError(StrCat("cannot read ", path, ": ", std::strerror(err)));
@@ -29,7 +30,8 @@ absl::StatusOr<uint64_t> ReadCounter(const std::string& path) {
   std::getline(in, text);
   if (text.empty() || text.size() > 20 ||
       !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-    return absl::DataLossError(StrCat(path, " does not hold a counter: '", text.substr(0, 40), "'"));
+    return absl::DataLossError(
+        StrCat(path, " does not hold a counter: '", text.substr(0, 40), "'"));
   }
   errno = 0;
   const unsigned long long v = std::strtoull(text.c_str(), nullptr, 10);
@@ -64,7 +66,8 @@ absl::StatusOr<std::unique_ptr<RaplPowerMeter>> RaplPowerMeter::Create(const std
     return absl::NotFoundError(StrCat("no RAPL package zone under ", root,
                                       ec ? StrCat(" (", ec.message(), ")") : std::string()));
   }
-  std::sort(zones.begin(), zones.end(), [](const Zone& a, const Zone& b) { return a.path < b.path; });
+  std::sort(zones.begin(), zones.end(),
+            [](const Zone& a, const Zone& b) { return a.path < b.path; });
   return std::unique_ptr<RaplPowerMeter>(new RaplPowerMeter(std::move(zones)));
 }
 
@@ -90,8 +93,8 @@ absl::StatusOr<double> RaplPowerMeter::EnergyJoules() {
   for (size_t i = 0; i < zones_.size(); ++i) {
     Zone& z = zones_[i];
     // The counter runs from 0 to max_energy_range_uj, then starts again at 0.
-    const uint64_t delta = now[i] >= z.last_uj ? now[i] - z.last_uj
-                                               : (z.max_range_uj - z.last_uj) + now[i];
+    const uint64_t delta =
+        now[i] >= z.last_uj ? now[i] - z.last_uj : (z.max_range_uj - z.last_uj) + now[i];
     joules_ += static_cast<double>(delta) * 1e-6;
     z.last_uj = now[i];
   }

@@ -12,7 +12,8 @@
 namespace tokenfab::loadgen {
 namespace {
 
-constexpr char kPage[] = R"(# HELP tokenfab_energy_joules_total Energy used since the worker started.
+constexpr char kPage[] =
+    R"(# HELP tokenfab_energy_joules_total Energy used since the worker started.
 # TYPE tokenfab_energy_joules_total counter
 tokenfab_energy_joules_total{worker="w0",source="rapl"} 100
 tokenfab_energy_joules_total{worker="w1",source="rapl"} 50.5
@@ -77,8 +78,12 @@ TEST(WorkerMetersTest, ReportCarriesEnergyOrSaysWhyNot) {
   BenchConditions c;
   BenchSummary s;
   EnergyReport with;
-  with.energy = RunEnergy{.sources = "rapl", .meters = 2, .joules = 200, .tokens_per_joule = 2.5,
-                          .joules_per_token = 0.4, .prefill_joules_per_token = 0.01,
+  with.energy = RunEnergy{.sources = "rapl",
+                          .meters = 2,
+                          .joules = 200,
+                          .tokens_per_joule = 2.5,
+                          .joules_per_token = 0.4,
+                          .prefill_joules_per_token = 0.01,
                           .decode_joules_per_token = 0.3};
   const nlohmann::json j = nlohmann::json::parse(FormatReportJson(c, s, with));
   EXPECT_DOUBLE_EQ(j["results"]["energy"]["tokens_per_joule"].get<double>(), 2.5);

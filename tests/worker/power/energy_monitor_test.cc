@@ -118,8 +118,9 @@ class CountingMeter : public PowerMeter {
 };
 
 TEST(EnergyMonitorTest, ThreadSamplesOnItsOwn) {
-  EnergyMonitor m(std::make_unique<CountingMeter>(), [] { return Activity{}; },
-                  EnergyMonitorOptions{.interval = std::chrono::milliseconds(10)});
+  EnergyMonitor m(
+      std::make_unique<CountingMeter>(), [] { return Activity{}; },
+      EnergyMonitorOptions{.interval = std::chrono::milliseconds(10)});
   for (int i = 0; i < 200 && m.Read().joules < 2; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }

@@ -34,10 +34,14 @@ int nvmlShutdown() {
 }
 const char* nvmlErrorString(int r) {
   switch (r) {
-    case 2: return "Invalid Argument";
-    case 3: return "Not Supported";
-    case 9: return "Driver Not Loaded";
-    default: return "Unknown Error";
+    case 2:
+      return "Invalid Argument";
+    case 3:
+      return "Not Supported";
+    case 9:
+      return "Driver Not Loaded";
+    default:
+      return "Unknown Error";
   }
 }
 int nvmlDeviceGetHandleByIndex_v2(unsigned int index, void** device) {

@@ -21,8 +21,8 @@ namespace fs = std::filesystem;
 class FakePowercap {
  public:
   FakePowercap() {
-    root_ = fs::temp_directory_path() / ("tokenfab_rapl_" + std::to_string(::getpid()) + "_" +
-                                         std::to_string(counter_++));
+    root_ = fs::temp_directory_path() /
+            ("tokenfab_rapl_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
     fs::create_directories(root_);
   }
   ~FakePowercap() { fs::remove_all(root_); }
@@ -107,7 +107,8 @@ TEST(RaplPowerMeterTest, UnreadableCounterIsPermissionDenied) {
 
 TEST(ModelPowerMeterTest, IdlePlusBusyShareOfTheExtraWatts) {
   double now = 100.0, busy = 0.0;
-  auto meter = ModelPowerMeter::Create(10, 50, [&] { return busy; }, [&] { return now; });
+  auto meter = ModelPowerMeter::Create(
+      10, 50, [&] { return busy; }, [&] { return now; });
   ASSERT_TRUE(meter.ok()) << meter.status();
   EXPECT_EQ((*meter)->source(), "model");
   now += 2.0;  // idle for 2 s: 20 J
@@ -132,7 +133,8 @@ TEST(CreatePowerMeterTest, AutoFallsBackToTheModelAndSaysWhy) {
   PowerOptions o;
   o.rapl_root = empty.root();
   std::string why;
-  auto meter = CreatePowerMeter(o, [] { return 0.0; }, &why);
+  auto meter = CreatePowerMeter(
+      o, [] { return 0.0; }, &why);
   ASSERT_TRUE(meter.ok()) << meter.status();
   EXPECT_EQ((*meter)->source(), "model");
   EXPECT_NE(why.find("rapl"), std::string::npos) << why;
@@ -152,8 +154,7 @@ TEST(CreatePowerMeterTest, ExplicitSourceThatIsMissingIsAnError) {
   PowerOptions o;
   o.source = "rapl";
   o.rapl_root = "/nonexistent/powercap";
-  EXPECT_EQ(CreatePowerMeter(o, [] { return 0.0; }).status().code(),
-            absl::StatusCode::kNotFound);
+  EXPECT_EQ(CreatePowerMeter(o, [] { return 0.0; }).status().code(), absl::StatusCode::kNotFound);
   o.source = "nvml";
   o.nvml_library = "/nonexistent/libnvidia-ml.so.1";
   EXPECT_EQ(CreatePowerMeter(o, [] { return 0.0; }).status().code(),
