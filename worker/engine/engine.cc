@@ -122,7 +122,15 @@ void Engine::Cancel(const std::string& request_id) {
 
 EngineStats Engine::Stats() const {
   absl::MutexLock lock(&mu_);
-  return stats_;
+  EngineStats s = stats_;
+  if (step_running_) {
+    const double running = std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                                         current_step_start_)
+                               .count();
+    s.prefill_busy_seconds += running * current_step_prefill_share_;
+    s.decode_busy_seconds += running * (1.0 - current_step_prefill_share_);
+  }
+  return s;
 }
 
 void Engine::Loop() {
@@ -284,11 +292,25 @@ bool Engine::Step() {
       for (const Export& e : exports) ExportLayer(e.seq, layer, e.first, e.end - e.first);
     };
   }
+  {
+    // Busy time counts while the step runs, not only when it ends: a long
+    // prefill step must not look idle to the power meter in the meantime.
+    absl::MutexLock lock(&mu_);
+    current_step_start_ = started;
+    current_step_prefill_share_ =
+        prefill + decode > 0 ? static_cast<double>(prefill) / static_cast<double>(prefill + decode)
+                             : 0.0;
+    step_running_ = true;
+  }
   const absl::Status status = backend_->Forward(steps, &step_result_, after_layer);
   if (status.ok()) {
     for (const Export& e : exports) e.seq->export_sent = e.end;
   }
   if (!status.ok()) {
+    {
+      absl::MutexLock lock(&mu_);
+      step_running_ = false;
+    }
     for (const ScheduledSequence& p : plan) {
       WorkerOutput out;
       Finish(p.seq, internal::v1::WORKER_FINISH_ERROR, &out, std::string(status.message()));
@@ -353,11 +375,10 @@ bool Engine::Step() {
   record.prefill_tokens = prefill;
   record.decode_tokens = decode;
   record.phase = prefill > 0 ? (decode > 0 ? "mixed" : "prefill") : "decode";
-  const double prefill_share =
-      prefill + decode > 0 ? static_cast<double>(prefill) / static_cast<double>(prefill + decode)
-                           : 0.0;
   {
     absl::MutexLock lock(&mu_);
+    const double prefill_share = current_step_prefill_share_;
+    step_running_ = false;
     ++stats_.steps;
     stats_.prefill_tokens += prefill;
     stats_.decode_tokens += decode;

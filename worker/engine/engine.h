@@ -10,6 +10,7 @@
 #define TOKENFAB_WORKER_ENGINE_ENGINE_H_
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -166,6 +167,10 @@ class Engine {
   int32_t queued_ ABSL_GUARDED_BY(mu_) = 0;  // incoming + waiting, for the queue limit
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   EngineStats stats_ ABSL_GUARDED_BY(mu_);
+  // The step running now, counted in Stats()' busy seconds as it goes.
+  bool step_running_ ABSL_GUARDED_BY(mu_) = false;
+  std::chrono::steady_clock::time_point current_step_start_ ABSL_GUARDED_BY(mu_);
+  double current_step_prefill_share_ ABSL_GUARDED_BY(mu_) = 0;
 
   std::thread thread_;
 };

@@ -5,6 +5,7 @@
 #include "worker/engine/engine.h"
 
 #include <random>
+#include <thread>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
@@ -179,6 +180,69 @@ TEST(EngineTest, StopTokenEndsTheRequest) {
   ASSERT_FALSE(got.tokens.empty());
   EXPECT_EQ(got.tokens.back(), alone[3]);
   EXPECT_LE(got.tokens.size(), 4u);
+}
+
+// A backend whose prompt steps take `delay` more: long enough to watch the
+// engine's busy time while a step runs.
+class SlowPrefillBackend : public Backend {
+ public:
+  SlowPrefillBackend(std::unique_ptr<CpuBackend> inner, std::chrono::milliseconds delay)
+      : inner_(std::move(inner)), delay_(delay) {}
+  absl::Status Forward(std::span<const SequenceStep> batch, StepResult* result,
+                       const LayerDone& after_layer) override {
+    if (!batch.empty() && batch[0].tokens.size() > 1) std::this_thread::sleep_for(delay_);
+    return inner_->Forward(batch, result, after_layer);
+  }
+  absl::Status ReadKv(int32_t layer, std::span<const int32_t> table, int32_t first, int32_t count,
+                      std::span<uint8_t> dst) const override {
+    return inner_->ReadKv(layer, table, first, count, dst);
+  }
+  absl::Status WriteKv(int32_t layer, std::span<const int32_t> table, int32_t first,
+                       int32_t count, std::span<const uint8_t> src) override {
+    return inner_->WriteKv(layer, table, first, count, src);
+  }
+  KvLayout kv_layout() const override { return inner_->kv_layout(); }
+  const ModelConfig& config() const override { return inner_->config(); }
+  int32_t num_kv_blocks() const override { return inner_->num_kv_blocks(); }
+  std::string_view name() const override { return "slow"; }
+
+ private:
+  std::unique_ptr<CpuBackend> inner_;
+  std::chrono::milliseconds delay_;
+};
+
+TEST(EngineTest, BusyTimeGrowsWhileAStepRunsAndStepsAreReported) {
+  SlowPrefillBackend backend(TinyBackend(64), std::chrono::milliseconds(600));
+  absl::Mutex mu;
+  std::vector<StepRecord> records;
+  EngineOptions o;
+  o.on_step = [&](const StepRecord& r) {
+    absl::MutexLock lock(&mu);
+    records.push_back(r);
+  };
+  Collector c;
+  Engine engine(&backend, o);
+  ASSERT_TRUE(engine.Submit(Request("a", Prompt(3, 40), 4), c.For("a")).ok());
+  // Inside the slow prompt step: its time already counts, as prefill.
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  const EngineStats during = engine.Stats();
+  EXPECT_GT(during.prefill_busy_seconds, 0.2);
+  EXPECT_EQ(during.steps, 0);
+  c.WaitFor(1);
+  const EngineStats after = engine.Stats();
+  EXPECT_GE(after.prefill_busy_seconds, 0.6);
+  EXPECT_GE(after.prefill_busy_seconds, during.prefill_busy_seconds);
+  EXPECT_GT(after.decode_busy_seconds, 0.0);
+  absl::MutexLock lock(&mu);
+  ASSERT_EQ(records.size(), 4u);  // one prompt step, three decode steps
+  EXPECT_STREQ(records[0].phase, "prefill");
+  EXPECT_EQ(records[0].prefill_tokens, 40);
+  EXPECT_GE(records[0].seconds, 0.6);
+  for (size_t i = 1; i < records.size(); ++i) {
+    EXPECT_STREQ(records[i].phase, "decode");
+    EXPECT_EQ(records[i].sequences, 1);
+    EXPECT_EQ(records[i].decode_tokens, 1);
+  }
 }
 
 }  // namespace
