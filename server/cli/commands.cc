@@ -20,6 +20,8 @@ constexpr Command kCommands[] = {
     {"router", "route requests across attached workers (disaggregated prefill/decode)", RunRouter},
     {"worker", "run a worker that attaches to a router", RunWorker},
     {"complete", "stream a completion from a running server (gRPC client)", RunComplete},
+    {"profile", "measure a hardware profile (prefill/decode time and watts) of one worker",
+     RunProfile},
 };
 
 void PrintUsage(std::FILE* out) {

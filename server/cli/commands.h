@@ -18,6 +18,7 @@ int RunServe(const std::vector<std::string>& args);
 int RunComplete(const std::vector<std::string>& args);
 int RunRouter(const std::vector<std::string>& args);
 int RunWorker(const std::vector<std::string>& args);
+int RunProfile(const std::vector<std::string>& args);
 
 }  // namespace tokenfab
 

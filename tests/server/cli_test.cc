@@ -1,10 +1,13 @@
 // Black-box tests of the `tokenfab` binary's command-line contract, which
 // other tools depend on: output forms, exit codes and one-line errors.
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "scheduler/profile.h"
 #include "tests/support/gguf_builder.h"
 #include "tests/support/subprocess.h"
 #include "tests/test_paths.h"
@@ -185,6 +188,53 @@ TEST_F(CliTest, WorkerAndRouterRefuseBadFlagsWithOneLine) {
                      "--disagg-threshold must be between");
   ExpectOneLineError(Tokenfab({"serve", "--workers", "2", "--prefill-workers", "2"}),
                      "--prefill-workers must be between 0 and 1");
+}
+
+// `tokenfab profile` measures SmolLM2 on this CPU: a profile the planner
+// can read, with figures that behave as compute does.
+TEST_F(CliTest, ProfileMeasuresTheModelOnThisMachine) {
+  const std::string out = (std::filesystem::temp_directory_path() /
+                           ("tokenfab_profile_" + std::to_string(::getpid()) + ".json"))
+                              .string();
+  ProcessResult r =
+      Tokenfab({"profile", "--model", model_, "--out", out, "--threads", "2", "--prefill-lengths",
+                "32,256", "--decode-batches", "1,8", "--decode-contexts", "64,256",
+                "--decode-steps", "4", "--repeats", "1", "--power-source", "model"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("2 prefill and 4 decode points, power from model"));
+  absl::StatusOr<Profile> p = ReadProfile(out);
+  std::filesystem::remove(out);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->model, "SmolLM2-135M-Instruct.Q4_1");
+  EXPECT_EQ(p->architecture, "llama");
+  EXPECT_EQ(p->power_source, "model");
+  EXPECT_EQ(p->threads, 2);
+  ASSERT_EQ(p->prefill.size(), 2u);
+  ASSERT_EQ(p->decode.size(), 4u);
+  // Eight times the prompt takes longer; eight sequences per step take longer than one.
+  EXPECT_GT(p->prefill[1].seconds, p->prefill[0].seconds);
+  EXPECT_GT(p->DecodeStepSeconds(8, 64), p->DecodeStepSeconds(1, 64));
+  // The model source: between its idle (10 W) and busy (50 W) figures.
+  for (const PrefillPoint& pt : p->prefill)
+    EXPECT_THAT(pt.watts, ::testing::AllOf(::testing::Ge(9.9), ::testing::Le(50.1)));
+  for (const DecodePoint& pt : p->decode)
+    EXPECT_THAT(pt.watts, ::testing::AllOf(::testing::Ge(9.9), ::testing::Le(50.1)));
+  EXPECT_NEAR(p->idle_watts, 10.0, 0.5);
+}
+
+TEST_F(CliTest, ProfileRefusesBadPointListsWithOneLine) {
+  for (const std::vector<std::string>& extra : {std::vector<std::string>{"--decode-batches", "4,2"},
+                                                {"--prefill-lengths", "0"},
+                                                {"--decode-contexts", "a,b"},
+                                                {"--decode-batches", "64"},
+                                                {"--device", "cuda:0"}}) {
+    std::vector<std::string> args = {"profile", "--model", model_, "--out", "/tmp/unused.json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ProcessResult r = Tokenfab(args);
+    EXPECT_NE(r.exit_code, 0) << extra[0];
+    EXPECT_NE(r.exit_code, -1) << extra[0];
+    EXPECT_EQ(Lines(r.err).size(), 1u) << r.err;
+  }
 }
 
 }  // namespace
