@@ -71,8 +71,9 @@ absl::StatusOr<std::unique_ptr<NvmlPowerMeter>> NvmlPowerMeter::Create(const std
   }
   resolve("nvmlDeviceGetName", &a.name);
   if (nvmlReturn_t r = a.init(); r != kNvmlSuccess) {
-    m->api_.reset();
-    return absl::UnavailableError(a.Error("nvmlInit_v2", r));
+    absl::Status failed = absl::UnavailableError(a.Error("nvmlInit_v2", r));
+    m->api_.reset();  // not initialised: no nvmlShutdown (this frees `a`)
+    return failed;
   }
   if (nvmlReturn_t r = a.handle_by_index(gpu_index, &m->device_); r != kNvmlSuccess) {
     return absl::NotFoundError(
