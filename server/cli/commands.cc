@@ -22,6 +22,8 @@ constexpr Command kCommands[] = {
     {"complete", "stream a completion from a running server (gRPC client)", RunComplete},
     {"profile", "measure a hardware profile (prefill/decode time and watts) of one worker",
      RunProfile},
+    {"plan", "capacity planning: workers, kW, tokens/J and cost for a load, from a profile",
+     RunPlan},
 };
 
 void PrintUsage(std::FILE* out) {

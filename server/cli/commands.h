@@ -19,6 +19,7 @@ int RunComplete(const std::vector<std::string>& args);
 int RunRouter(const std::vector<std::string>& args);
 int RunWorker(const std::vector<std::string>& args);
 int RunProfile(const std::vector<std::string>& args);
+int RunPlan(const std::vector<std::string>& args);
 
 }  // namespace tokenfab
 

@@ -237,5 +237,35 @@ TEST_F(CliTest, ProfileRefusesBadPointListsWithOneLine) {
   }
 }
 
+// `tokenfab plan` on a profile file: the side-by-side table, JSON, and
+// impossible targets refused with a reason and a non-zero exit.
+TEST_F(CliTest, PlanPrintsBothDeploymentsOrSaysWhyNot) {
+  const std::string path = testing::TestDataPath("profile/paper.json");
+  const std::vector<std::string> base = {"plan",  "--profile", path,    "--rate", "4",
+                                         "--isl", "256",       "--osl", "100",    "--ttft",
+                                         "2s",    "--itl",     "50ms"};
+  ProcessResult r = Tokenfab(base);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("disaggregated"));
+  EXPECT_THAT(r.out, HasSubstr("prefill: throughput; decode: ITL"));
+  std::vector<std::string> json = base;
+  json.push_back("--json");
+  r = Tokenfab(json);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"prefill_workers\":3"));
+  EXPECT_THAT(r.out, HasSubstr("\"decode_workers\":1"));
+  std::vector<std::string> tight = base;
+  tight[tight.size() - 1] = "5ms";
+  ExpectOneLineError(Tokenfab(tight), "no decode batch meets the ITL target 5.0 ms");
+  std::vector<std::string> bad = base;
+  bad[10] = "soon";
+  r = Tokenfab(bad);
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--ttft: 'soon' is not a duration"));
+  ExpectOneLineError(Tokenfab({"plan", "--profile", "/nonexistent.json", "--rate", "1", "--isl",
+                               "8", "--osl", "8"}),
+                     "cannot read profile");
+}
+
 }  // namespace
 }  // namespace tokenfab
