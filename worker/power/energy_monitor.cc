@@ -42,6 +42,9 @@ EnergySnapshot EnergyMonitor::ReadNow() {
 }
 
 void EnergyMonitor::Sample(double now) {
+  // One sample at a time (the thread's tick and a scrape may race): a
+  // reading applied out of order would count some energy twice.
+  absl::MutexLock sampling(&sample_mu_);
   absl::StatusOr<double> meter_joules = meter_->EnergyJoules();
   const Activity a = activity_();
   absl::MutexLock lock(&mu_);

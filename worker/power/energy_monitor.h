@@ -76,6 +76,7 @@ class EnergyMonitor {
   const std::function<Activity()> activity_;
   const EnergyMonitorOptions options_;
 
+  absl::Mutex sample_mu_;  // held through a whole Sample(), before mu_
   mutable absl::Mutex mu_;
   EnergySnapshot snapshot_ ABSL_GUARDED_BY(mu_);
   bool started_ ABSL_GUARDED_BY(mu_) = false;
