@@ -121,8 +121,8 @@ int RunPlan(const std::vector<std::string>& args) {
     return a ? f(*a) : std::string("-");
   };
   row("", "disaggregated", "aggregated");
-  row("prefill workers", StrCat(d.prefill_workers), a ? "-" : "-");
-  row("decode workers", StrCat(d.decode_workers), a ? "-" : "-");
+  row("prefill workers", StrCat(d.prefill_workers), "-");
+  row("decode workers", StrCat(d.decode_workers), "-");
   row("workers", StrCat(d.workers), agg([](const DeploymentPlan& x) { return StrCat(x.workers); }));
   row("decode batch (cap)", StrCat(Fixed(d.decode_batch, 1), " (", d.batch_cap, ")"),
       agg([](const DeploymentPlan& x) {
@@ -140,7 +140,8 @@ int RunPlan(const std::vector<std::string>& args) {
       agg([](const DeploymentPlan& x) { return StrCat("$", Fixed(x.usd_per_hour, 2)); }));
   row("cost per 1M tokens", StrCat("$", Fixed(d.usd_per_million_tokens, 2)),
       agg([](const DeploymentPlan& x) { return StrCat("$", Fixed(x.usd_per_million_tokens, 2)); }));
-  row("binding", d.binding, agg([](const DeploymentPlan& x) { return x.binding; }));
+  StrAppend(&out, "\n  binds (disaggregated): ", d.binding, "\n");
+  if (a) StrAppend(&out, "  binds (aggregated):    ", a->binding, "\n");
   if (!a)
     StrAppend(&out, "\n  aggregated: no fleet meets the targets (", plan->aggregated_infeasible,
               ")\n");
