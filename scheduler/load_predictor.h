@@ -43,9 +43,11 @@ class MovingAveragePredictor : public LoadPredictor {
 class HoltPredictor : public LoadPredictor {
  public:
   struct Options {
-    double alpha = 0.5;
-    double beta = 0.3;
-    double phi = 0.9;
+    // Chosen so that a doubling of the rate is followed within 2% in two
+    // intervals with little overshoot, while a ramp is still tracked.
+    double alpha = 0.8;
+    double beta = 0.2;
+    double phi = 0.6;
   };
   explicit HoltPredictor(Options options) : o_(options) {}
   void Observe(double value) override;

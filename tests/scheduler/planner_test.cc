@@ -1,0 +1,136 @@
+// The planner's decision step on the hand-written profile
+// (tests/data/profile/paper.json), where the right fleet for a load is
+// known from the capacity model: steady load, a doubling that settles
+// within three intervals, scale-down hysteresis, latency corrections.
+#include "scheduler/planner.h"
+
+#include "gtest/gtest.h"
+#include "tests/test_paths.h"
+
+namespace tokenfab {
+namespace {
+
+Profile Paper() { return *ReadProfile(testing::TestDataPath("profile/paper.json")); }
+
+std::unique_ptr<Planner> Make(PlannerOptions o = {}) {
+  o.ttft_seconds = 2;
+  o.itl_seconds = 0.05;
+  auto p = Planner::Create(Paper(), o);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return std::move(*p);
+}
+
+IntervalLoad Load(double rate, double seconds = 10) {
+  return {.seconds = seconds,
+          .requests = static_cast<int64_t>(rate * seconds),
+          .mean_isl = 256,
+          .mean_osl = 100};
+}
+
+DeploymentPlan Expected(double rate) {
+  PlanRequest r{.rate = rate, .isl = 256, .osl = 100, .ttft_seconds = 2, .itl_seconds = 0.05};
+  return PlanCapacity(Paper(), r)->disaggregated;
+}
+
+TEST(PlannerTest, NoLoadKeepsOneWorkerInEachPool) {
+  auto planner = Make();
+  absl::StatusOr<PlannerDecision> d = planner->Step({.seconds = 10});
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->prefill_workers, 1);
+  EXPECT_EQ(d->decode_workers, 1);
+  EXPECT_EQ(d->binding, "no load yet");
+}
+
+TEST(PlannerTest, SteadyLoadGetsTheCapacityPlansFleet) {
+  auto planner = Make();
+  PlannerDecision d;
+  for (int i = 0; i < 10; ++i) d = *planner->Step(Load(4));
+  const DeploymentPlan want = Expected(4);
+  EXPECT_EQ(d.prefill_workers, want.prefill_workers);
+  EXPECT_EQ(d.decode_workers, want.decode_workers);
+  EXPECT_EQ(d.decode_batch_cap, 20);  // the most tokens per joule under 50 ms ITL
+  EXPECT_NEAR(d.predicted_rate, 4, 1e-6);
+  EXPECT_GT(d.tokens_per_joule, 0);
+}
+
+TEST(PlannerTest, ADoublingOfTheRateSettlesWithinThreeIntervals) {
+  for (const char* predictor : {"holt", "moving_average"}) {
+    PlannerOptions o;
+    o.predictor = predictor;
+    auto planner = Make(o);
+    for (int i = 0; i < 20; ++i) planner->Step(Load(3));
+    std::vector<PlannerDecision> after;
+    for (int i = 0; i < 15; ++i) after.push_back(*planner->Step(Load(6)));
+    const DeploymentPlan want = Expected(6);
+    // From the third interval on, the recommendation is the new load's and stays.
+    for (size_t i = 2; i < after.size(); ++i) {
+      EXPECT_EQ(after[i].prefill_workers, want.prefill_workers) << predictor << " interval " << i;
+      EXPECT_EQ(after[i].decode_workers, want.decode_workers) << predictor << " interval " << i;
+    }
+    EXPECT_GT(want.prefill_workers, Expected(3).prefill_workers);
+  }
+}
+
+TEST(PlannerTest, ScaleDownWaitsForTheSmallerFleetToHold) {
+  PlannerOptions o;
+  o.predictor = "moving_average";
+  o.scale_down_intervals = 3;
+  auto planner = Make(o);
+  for (int i = 0; i < 10; ++i) planner->Step(Load(6));
+  const PlannerDecision high = *planner->last();
+  // MA(3) falls over three intervals; the fleet follows only when a smaller
+  // one has been recommended three times in a row.
+  std::vector<int64_t> prefill;
+  for (int i = 0; i < 10; ++i) prefill.push_back(planner->Step(Load(1))->prefill_workers);
+  EXPECT_EQ(prefill[0], high.prefill_workers);
+  EXPECT_EQ(prefill[1], high.prefill_workers);
+  EXPECT_EQ(prefill.back(), Expected(1).prefill_workers);
+  for (size_t i = 1; i < prefill.size(); ++i) EXPECT_LE(prefill[i], prefill[i - 1]);
+}
+
+TEST(PlannerTest, LatencyAboveThePredictionTightensTheTargets) {
+  auto planner = Make();
+  PlannerDecision d;
+  for (int i = 0; i < 5; ++i) d = *planner->Step(Load(4));
+  const int64_t before = d.prefill_workers;
+  for (int i = 0; i < 10; ++i) {
+    IntervalLoad l = Load(4);
+    l.observed_ttft = 2 * planner->last()->predicted_ttft;  // reality is twice as slow
+    d = *planner->Step(l);
+  }
+  EXPECT_GT(d.ttft_correction, 1.5);
+  EXPECT_GT(d.prefill_workers, before);
+  EXPECT_LE(d.predicted_ttft, 2.0 / d.ttft_correction + 1e-9);
+}
+
+TEST(PlannerTest, ImpossibleTargetsKeepTheLastDecision) {
+  auto planner = Make();
+  planner->Step(Load(4));
+  const PlannerDecision last = *planner->last();
+  IntervalLoad l = Load(4);
+  l.mean_isl = 100000;  // a prompt that alone takes far more than the TTFT target
+  for (int i = 0; i < 5; ++i) {
+    absl::StatusOr<PlannerDecision> d = planner->Step(l);
+    if (!d.ok()) {
+      EXPECT_EQ(d.status().code(), absl::StatusCode::kFailedPrecondition);
+      EXPECT_EQ(planner->last()->prefill_workers, last.prefill_workers);
+      return;
+    }
+  }
+  FAIL() << "a 100000-token prompt should be beyond the 2 s TTFT target";
+}
+
+TEST(PlannerTest, BadOptionsAndIntervalsAreRefused) {
+  PlannerOptions o;
+  o.ttft_seconds = 0;
+  EXPECT_FALSE(Planner::Create(Paper(), o).ok());
+  o = {};
+  o.predictor = "tarot";
+  EXPECT_FALSE(Planner::Create(Paper(), o).ok());
+  auto planner = Make();
+  EXPECT_FALSE(planner->Step({.seconds = 0, .requests = 3}).ok());
+  EXPECT_FALSE(planner->Step({.seconds = 10, .requests = -1}).ok());
+}
+
+}  // namespace
+}  // namespace tokenfab
