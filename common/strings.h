@@ -7,6 +7,7 @@
 #ifndef TOKENFAB_COMMON_STRINGS_H_
 #define TOKENFAB_COMMON_STRINGS_H_
 
+#include <cstdio>
 #include <string>
 #include <string_view>
 
@@ -32,6 +33,13 @@ std::string StrCat(const Args&... args) {
 template <typename... Args>
 void StrAppend(std::string* out, const Args&... args) {
   out->append(StrCat(args...));
+}
+
+// `v` with exactly `digits` digits after the point ("%.*f"), for reports.
+inline std::string Fixed(double v, int digits) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
+  return buf;
 }
 
 }  // namespace tokenfab

@@ -127,6 +127,8 @@ absl::StatusOr<DeploymentPlan> Aggregated(const Profile& p, const PlanRequest& r
   const double s = p.PrefillSeconds(r.isl);
   const int32_t chunks = (r.isl + p.max_batched_tokens - 1) / p.max_batched_tokens;
   std::string last_failure = "no worker count up to a million meets both targets";
+  // What ruled out the last smaller fleet: it binds for the one that fits.
+  std::string binding = "throughput";
   for (int64_t n = std::max<int64_t>(1, static_cast<int64_t>(std::floor(r.rate * s)) + 1);
        n <= kMaxWorkers; n = n < 64 ? n + 1 : n + n / 16) {
     const double lambda = r.rate / n;
@@ -142,6 +144,7 @@ absl::StatusOr<DeploymentPlan> Aggregated(const Profile& p, const PlanRequest& r
     }
     if (b > limit.max) {
       last_failure = StrCat("its decode batch would exceed ", limit.why);
+      binding = limit.why;
       continue;
     }
     const int32_t bi = std::max(1, static_cast<int32_t>(std::ceil(b)));
@@ -150,10 +153,12 @@ absl::StatusOr<DeploymentPlan> Aggregated(const Profile& p, const PlanRequest& r
     const double ttft = QueueWait(f, s) + s + chunks * step;
     if (itl > r.itl_seconds) {
       last_failure = StrCat("ITL ", Seconds(itl), " over the target");
+      binding = "ITL";
       continue;
     }
     if (ttft > r.ttft_seconds) {
       last_failure = StrCat("TTFT ", Seconds(ttft), " over the target");
+      binding = "TTFT";
       continue;
     }
     DeploymentPlan d;
@@ -162,10 +167,7 @@ absl::StatusOr<DeploymentPlan> Aggregated(const Profile& p, const PlanRequest& r
     d.batch_cap = bi;
     d.ttft_seconds = ttft;
     d.itl_seconds = itl;
-    d.binding = last_failure.rfind("ITL", 0) == 0    ? "ITL"
-                : last_failure.rfind("TTFT", 0) == 0 ? "TTFT"
-                : last_failure.rfind("its", 0) == 0  ? limit.why
-                                                     : "throughput";
+    d.binding = binding;
     const double watts = n * (f * p.PrefillWatts(r.isl) +
                               (1 - f) * p.DecodeWatts(bi, static_cast<int32_t>(context)));
     Price(r, watts, &d);

@@ -16,12 +16,6 @@
 namespace tokenfab {
 namespace {
 
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%.*f", digits, v);
-  return buf;
-}
-
 nlohmann::ordered_json PlanJson(const DeploymentPlan& d) {
   return {{"prefill_workers", d.prefill_workers},
           {"decode_workers", d.decode_workers},

@@ -15,12 +15,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string Fixed(double v, int digits) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
-
 json DistributionJson(const Distribution& d) {
   return {{"count", d.count}, {"mean", d.mean}, {"min", d.min}, {"max", d.max},
           {"p50", d.p50},     {"p90", d.p90},   {"p99", d.p99}};

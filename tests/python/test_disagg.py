@@ -133,11 +133,13 @@ def three_streams_on_a_then_b(server, grpc_modules, cluster):
     return c, want, threads, results
 
 
-def test_killing_a_decode_worker_mid_stream_migrates_its_requests(server, grpc_modules, cluster):
+def two_decoders_streaming(server, grpc_modules, cluster, prompts):
+    """Two decode workers with `prompts` streaming through them (every stream
+    has its first token): the cluster, the reference outputs, the stream
+    threads, their results, and the workers with requests in flight."""
     c = cluster("--disagg-threshold", "0")
     c.start_worker("D0", "decode")
     c.start_worker("D1", "decode")
-    prompts = PROMPTS[:6]
     want = reference(server, grpc_modules, prompts, 40)
     started = threading.Semaphore(0)
     results = {}
@@ -146,6 +148,12 @@ def test_killing_a_decode_worker_mid_stream_migrates_its_requests(server, grpc_m
         assert started.acquire(timeout=120), c.logs()
     busy = [w.worker_id for w in c.list_workers() if w.active_requests > 0]
     assert busy, "no worker has requests in flight"
+    return c, want, threads, results, busy
+
+
+def test_killing_a_decode_worker_mid_stream_migrates_its_requests(server, grpc_modules, cluster):
+    prompts = PROMPTS[:6]
+    c, want, threads, results, busy = two_decoders_streaming(server, grpc_modules, cluster, prompts)
     c.workers[busy[0]].kill9()
     for t in threads:
         t.join(timeout=300)
@@ -156,17 +164,9 @@ def test_killing_a_decode_worker_mid_stream_migrates_its_requests(server, grpc_m
 
 
 def test_a_worker_that_stops_reporting_is_dropped_and_comes_back(server, grpc_modules, cluster):
-    c = cluster("--disagg-threshold", "0")  # the default --worker-timeout-ms
-    c.start_worker("D0", "decode")
-    c.start_worker("D1", "decode")
-    prompts = PROMPTS[:4]
-    want = reference(server, grpc_modules, prompts, 40)
-    started = threading.Semaphore(0)
-    results = {}
-    threads = stream_all(c, prompts, 40, started, results)
-    for _ in prompts:
-        assert started.acquire(timeout=120), c.logs()
-    busy = [w.worker_id for w in c.list_workers() if w.active_requests > 0][0]
+    prompts = PROMPTS[:4]  # the router keeps the default --worker-timeout-ms
+    c, want, threads, results, busy = two_decoders_streaming(server, grpc_modules, cluster, prompts)
+    busy = busy[0]
     frozen = c.workers[busy].process
     frozen.send_signal(signal.SIGSTOP)  # alive but silent: no reports, no tokens
     t0 = time.monotonic()
