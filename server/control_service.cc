@@ -46,8 +46,10 @@ class AttachReactor : public grpc::ServerBidiReactor<WorkerReport, RouterOrder> 
       session_ = *session;
       id_ = report_.hello().worker_id();
       std::fprintf(stderr,
-                   "tokenfab router: worker %s attached at %s as %s (%d KV blocks, %d cached)\n",
+                   "tokenfab router: worker %s attached at %s as %s (backend=%s, %d KV blocks, %d "
+                   "cached)\n",
                    id_.c_str(), report_.hello().address().c_str(), RoleName(report_.hello().role()),
+                   report_.hello().backend().empty() ? "cpu" : report_.hello().backend().c_str(),
                    report_.hello().kv_blocks_total(), report_.hello().cached_block_hashes_size());
       RouterOrder welcome;
       welcome.mutable_welcome()->set_role(report_.hello().role());

@@ -31,6 +31,7 @@ std::vector<prometheus::MetricFamily> WorkerMetrics::Collect() const {
   for (const WorkerSource& src : sources_) {
     Snapshot snap;
     if (!src.worker.empty()) snap.labels.push_back({"worker", src.worker});
+    if (src.backend != "cpu") snap.labels.push_back({"backend", src.backend});
     snap.s = src.engine->Stats();
     snap.has_transport = src.transport != nullptr;
     if (snap.has_transport) snap.t = src.transport->Stats();
@@ -68,10 +69,11 @@ std::vector<prometheus::MetricFamily> WorkerMetrics::Collect() const {
       l.push_back({"model", src.model});
       l.push_back({"role", src.role ? src.role() : "both"});
       l.push_back({"device", src.device});
+      if (src.backend == "cpu") l.push_back({"backend", src.backend});
       info.push_back({l, 1.0});
     }
     out.push_back(MetricFamilyOf("tokenfab_worker_info",
-                                 "The worker's model, role and device (value 1).",
+                                 "The worker's model, role, device and backend (value 1).",
                                  MetricType::Gauge, info));
   }
   family("tokenfab_worker_running_requests", "Sequences in the running batch.", MetricType::Gauge,
@@ -189,7 +191,8 @@ StepMetrics::StepMetrics(prometheus::Registry& registry)
                  .Help("Sequences in a forward step, by phase.")
                  .Register(registry)) {}
 
-std::function<void(const StepRecord&)> StepMetrics::ForWorker(const std::string& worker) {
+std::function<void(const StepRecord&)> StepMetrics::ForWorker(const std::string& worker,
+                                                              const std::string& backend) {
   const prometheus::Histogram::BucketBoundaries seconds = {
       0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30};
   const prometheus::Histogram::BucketBoundaries sizes = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
@@ -202,6 +205,7 @@ std::function<void(const StepRecord&)> StepMetrics::ForWorker(const std::string&
   for (size_t i = 0; i < names.size(); ++i) {
     std::map<std::string, std::string> labels = {{"phase", names[i]}};
     if (!worker.empty()) labels["worker"] = worker;
+    if (backend != "cpu") labels["backend"] = backend;
     phases[i] = {&duration_.Add(labels, seconds), &batch_.Add(labels, sizes)};
   }
   return [phases](const StepRecord& r) {

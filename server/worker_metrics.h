@@ -28,6 +28,10 @@ struct WorkerSource {
   // tokenfab_worker_info's labels; the role may change while it runs.
   std::string model;
   std::string device = "cpu";
+  // The worker's backend. Any but "cpu" (a simulated worker: "sim") also
+  // labels every one of its metrics, so simulated figures never pass for
+  // measured ones.
+  std::string backend = "cpu";
   std::function<std::string()> role;  // null: "both"
 };
 
@@ -46,7 +50,9 @@ class StepMetrics {
  public:
   explicit StepMetrics(prometheus::Registry& registry);
   // What a worker's engine calls after each step (EngineOptions::on_step).
-  std::function<void(const StepRecord&)> ForWorker(const std::string& worker);
+  // A backend other than "cpu" is a label, as in WorkerSource.
+  std::function<void(const StepRecord&)> ForWorker(const std::string& worker,
+                                                   const std::string& backend = "cpu");
 
  private:
   prometheus::Family<prometheus::Histogram>& duration_;

@@ -7,8 +7,12 @@
 #include "common/strings.h"
 #include "scheduler/cluster.h"
 #include "server/grpc_service.h"
+#include "server/sim_cost_model.h"
 #include "server/worker_stubs.h"
+#include "worker/engine/cpu_backend.h"
+#include "worker/engine/sim_backend.h"
 #include "worker/engine_energy.h"
+#include "worker/power/sim_power_meter.h"
 #include "worker/transport/kv_wire.h"
 #include "worker/transport/tcp_transport.h"
 
@@ -37,6 +41,19 @@ absl::Status CheckOptions(const WorkerNodeOptions& o) {
   if (o.threads < 1 || o.threads > 1024) {
     return absl::InvalidArgumentError(
         StrCat("--threads must be between 1 and 1024, got ", o.threads));
+  }
+  if (o.backend == "sim") {
+    if (o.sim_profile == nullptr) {
+      return absl::InvalidArgumentError("--backend sim needs --profile PROFILE.json");
+    }
+    if (o.sim_profile->kv_blocks < 1 || o.sim_profile->kv_blocks > (1 << 30)) {
+      return absl::InvalidArgumentError(StrCat("the profile's kv_blocks (",
+                                               o.sim_profile->kv_blocks,
+                                               ") is out of range for a simulated worker"));
+    }
+  } else if (o.backend != "cpu") {
+    return absl::InvalidArgumentError(
+        StrCat("--backend must be cpu or sim, got '", o.backend, "'"));
   }
   if (o.listen.rfind(':') == std::string::npos) {
     return absl::InvalidArgumentError(StrCat("--listen must be HOST:PORT, got '", o.listen, "'"));
@@ -80,13 +97,24 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   if (host.empty())
     host = listen_host == "0.0.0.0" || listen_host == "[::]" ? "127.0.0.1" : listen_host;
 
-  ASSIGN_OR_RETURN(const int32_t blocks,
-                   KvCache::BlocksIn(model.config, o.kv_dtype, o.kv_cache_mb));
-  CpuBackendOptions bo;
-  bo.threads = o.threads;
-  bo.kv_dtype = o.kv_dtype;
-  bo.num_kv_blocks = blocks;
-  ASSIGN_OR_RETURN(node->backend_, CpuBackend::Create(model.config, model.weights, bo));
+  SimBackend* sim = nullptr;
+  if (o.backend == "sim") {
+    SimBackendOptions so;
+    so.num_kv_blocks = static_cast<int32_t>(o.sim_profile->kv_blocks);
+    so.cost = ProfileCostModel(o.sim_profile);
+    ASSIGN_OR_RETURN(auto backend, SimBackend::Create(model.config, std::move(so)));
+    sim = backend.get();
+    node->backend_ = std::move(backend);
+  } else {
+    ASSIGN_OR_RETURN(const int32_t blocks,
+                     KvCache::BlocksIn(model.config, o.kv_dtype, o.kv_cache_mb));
+    CpuBackendOptions bo;
+    bo.threads = o.threads;
+    bo.kv_dtype = o.kv_dtype;
+    bo.num_kv_blocks = blocks;
+    ASSIGN_OR_RETURN(node->backend_, CpuBackend::Create(model.config, model.weights, bo));
+  }
+  const int32_t blocks = node->backend_->num_kv_blocks();
 
   TcpTransportOptions to;
   to.listen_host = listen_host == "[::]" ? "::" : listen_host;
@@ -119,8 +147,15 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   node->engine_ = std::make_unique<Engine>(
       node->backend_.get(), eo,
       [relay](std::vector<internal::v1::KvEvent> events) { relay->Forward(std::move(events)); });
-  ASSIGN_OR_RETURN(node->energy_, StartEnergyMonitor(*node->engine_, o.power, o.power_sharers,
-                                                     &node->power_fallback_));
+  if (sim != nullptr) {
+    node->energy_ = StartEnergyMonitor(
+        *node->engine_, std::make_unique<SimPowerMeter>(o.sim_profile->idle_watts, [sim] {
+          return SimPowerMeter::Steps{sim->step_joules(), sim->step_seconds()};
+        }));
+  } else {
+    ASSIGN_OR_RETURN(node->energy_, StartEnergyMonitor(*node->engine_, o.power, o.power_sharers,
+                                                       &node->power_fallback_));
+  }
 
   node->service_ = std::make_unique<WorkerService>(node->engine_.get(), node->transport_.get());
   grpc::ServerBuilder builder;
@@ -148,11 +183,13 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   hello.set_kv_wire_version(kKvWireVersion);
   hello.set_kv_transport(std::string(node->transport_->kind()));
   hello.set_device(o.device);
+  hello.set_backend(std::string(node->backend_->name()));
   WorkerNode* raw = node.get();
   AttachCallbacks callbacks;
   callbacks.load = [raw] { return raw->LoadReport(); };
   callbacks.on_role = [raw](internal::v1::WorkerRole role) {
-    std::fprintf(stderr, "tokenfab worker %s: role is now %s\n", raw->id_.c_str(), RoleName(role));
+    std::fprintf(stderr, "tokenfab worker %s (backend=%s): role is now %s\n", raw->id_.c_str(),
+                 std::string(raw->backend()).c_str(), RoleName(role));
   };
   callbacks.on_drain = [raw] { raw->exit_requested_.Notify(); };
   callbacks.on_refused = [raw](absl::Status s) {

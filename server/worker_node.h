@@ -19,7 +19,8 @@
 #include "grpcpp/grpcpp.h"
 #include "server/attach_client.h"
 #include "server/worker_service.h"
-#include "worker/engine/cpu_backend.h"
+#include "scheduler/profile.h"
+#include "worker/engine/backend.h"
 #include "worker/engine/engine.h"
 #include "worker/model_loader.h"
 #include "worker/power/energy_monitor.h"
@@ -37,6 +38,10 @@ struct WorkerNodeOptions {
   std::string listen = "127.0.0.1:0";  // the Worker service
   std::string advertise_host;          // what the router and peers dial (default: the listen host)
   std::string device = "cpu";
+  // "cpu", or "sim": the profile's timing and power in place of the
+  // forward pass (sim_backend.h), with the profile's KV blocks.
+  std::string backend = "cpu";
+  std::shared_ptr<const Profile> sim_profile;
   std::string transport = "tcp";
   int32_t threads = 1;
   int32_t kv_cache_mb = 1024;
@@ -62,6 +67,7 @@ class WorkerNode {
 
   const std::string& id() const { return id_; }
   const std::string& address() const { return address_; }
+  std::string_view backend() const { return backend_->name(); }
   Engine& engine() { return *engine_; }
   const Engine& engine() const { return *engine_; }
   const KvTransport& transport() const { return *transport_; }
@@ -85,7 +91,7 @@ class WorkerNode {
   internal::v1::WorkerLoadReport LoadReport() const;
 
   std::string id_, address_;
-  std::unique_ptr<CpuBackend> backend_;
+  std::unique_ptr<Backend> backend_;
   std::unique_ptr<KvTransport> transport_;
   std::shared_ptr<WorkerStubs> stubs_;
   std::unique_ptr<TransportPrefiller> prefiller_;

@@ -23,7 +23,12 @@ absl::StatusOr<std::unique_ptr<EnergyMonitor>> StartEnergyMonitor(const Engine& 
   if (sharers > 1 && m->source() == "rapl") {
     m = std::make_unique<SharedPowerMeter>(std::shared_ptr<PowerMeter>(std::move(m)), sharers);
   }
-  return std::make_unique<EnergyMonitor>(std::move(m),
+  return StartEnergyMonitor(engine, std::move(m));
+}
+
+std::unique_ptr<EnergyMonitor> StartEnergyMonitor(const Engine& engine,
+                                                  std::unique_ptr<PowerMeter> meter) {
+  return std::make_unique<EnergyMonitor>(std::move(meter),
                                          [&engine] { return EngineActivity(engine); });
 }
 

@@ -25,6 +25,10 @@ absl::StatusOr<std::unique_ptr<EnergyMonitor>> StartEnergyMonitor(const Engine& 
                                                                   int32_t sharers,
                                                                   std::string* fallback);
 
+// Starts the monitor over a meter built elsewhere (a simulated worker's).
+std::unique_ptr<EnergyMonitor> StartEnergyMonitor(const Engine& engine,
+                                                  std::unique_ptr<PowerMeter> meter);
+
 }  // namespace tokenfab
 
 #endif  // TOKENFAB_WORKER_ENGINE_ENERGY_H_

@@ -4,7 +4,7 @@
 //
 //   tokenfab worker --router HOST:PORT --role prefill|decode|both [--model PATH]
 //                   [--listen HOST:PORT] [--device cpu] [--transport tcp]
-//                   [--threads N] [--metrics-port P] ...
+//                   [--threads N] [--metrics-port P] [--backend sim --profile P] ...
 #include <cstdio>
 #include <thread>
 
@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "common/strings.h"
 #include "scheduler/cluster.h"
+#include "scheduler/profile.h"
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
@@ -32,7 +33,7 @@ absl::StatusOr<internal::v1::WorkerRole> ParseRole(const std::string& role) {
 }
 
 int RunWorker(const std::vector<std::string>& args) {
-  std::string model_path, role = "both", metrics_host = "0.0.0.0";
+  std::string model_path, role = "both", metrics_host = "0.0.0.0", profile_path;
   int32_t metrics_port = -1, prefill_timeout_ms = 30000, drain_timeout_s = 60;
   EngineFlags engine;
   PowerFlags power;
@@ -48,6 +49,11 @@ int RunWorker(const std::vector<std::string>& args) {
                   "host the router and other workers dial (default: the --listen host)");
   flags.AddString("id", &o.id, "worker id (default: its address)");
   flags.AddString("device", &o.device, "cpu (default) or cuda:N");
+  flags.AddString("backend", &o.backend,
+                  "cpu (default), or sim: the --profile's timing and power in place of the "
+                  "forward pass, deterministic tokens, labelled backend=\"sim\"");
+  flags.AddString("profile", &profile_path,
+                  "hardware profile (tokenfab profile --out) a --backend sim worker plays");
   flags.AddString("transport", &o.transport,
                   "KV transport: tcp (default; CPU workers) or nccl (GPU workers)");
   flags.AddInt("metrics-port", &metrics_port,
@@ -71,6 +77,19 @@ int RunWorker(const std::vector<std::string>& args) {
     return kExitUsage;
   }
   if (model_path.empty()) model_path = DefaultModelPath();
+  const bool sim = o.backend == "sim";
+  if (sim) {
+    if (profile_path.empty()) {
+      ReportError("worker", absl::InvalidArgumentError("--backend sim needs --profile PATH"));
+      return kExitUsage;
+    }
+    auto profile = ReadProfile(profile_path);
+    if (!profile.ok()) return ReportError("worker", profile.status());
+    o.sim_profile = std::make_shared<const Profile>(std::move(*profile));
+  } else if (!profile_path.empty()) {
+    ReportError("worker", absl::InvalidArgumentError("--profile is for --backend sim"));
+    return kExitUsage;
+  }
   o.role = *parsed_role;
   o.threads = engine.threads;
   o.kv_cache_mb = engine.kv_cache_mb;
@@ -80,10 +99,12 @@ int RunWorker(const std::vector<std::string>& args) {
   o.power = power.options(o.device);
   auto step_registry = std::make_shared<prometheus::Registry>();
   StepMetrics steps(*step_registry);
-  o.on_step = steps.ForWorker("");
+  o.on_step = steps.ForWorker("", o.backend);
 
   const sigset_t signals = BlockTerminationSignals();
-  auto model = LoadModel(model_path);
+  // A simulated worker needs the model's vocabulary and shapes, not its
+  // weights.
+  auto model = LoadModel(model_path, {.load_weights = !sim});
   if (!model.ok()) return ReportError("worker", model.status());
   auto node = WorkerNode::Start(**model, o);
   if (!node.ok()) return ReportError("worker", node.status());
@@ -96,6 +117,7 @@ int RunWorker(const std::vector<std::string>& args) {
                         .energy = &raw->energy(),
                         .model = ModelIdFor(model_path, ""),
                         .device = o.device,
+                        .backend = o.backend,
                         .role = [raw] { return std::string(RoleName(raw->role())); }};
     auto e = MetricsEndpoint::Start(
         metrics_host, metrics_port,
@@ -103,8 +125,9 @@ int RunWorker(const std::vector<std::string>& args) {
     if (!e.ok()) return ReportError("worker", e.status());
     exposer = std::move(*e);
   }
+  const std::string who = StrCat((*node)->id(), " (backend=", o.backend, ")");
   std::fprintf(stderr, "tokenfab worker %s: %s on %s, role %s, router %s, KV over %s at %s%s\n",
-               (*node)->id().c_str(), model_path.c_str(), (*node)->address().c_str(), role.c_str(),
+               who.c_str(), model_path.c_str(), (*node)->address().c_str(), role.c_str(),
                o.router.c_str(), std::string((*node)->transport().kind()).c_str(),
                (*node)->transport().endpoint().c_str(),
                exposer ? StrCat(", metrics on port ", exposer->port()).c_str() : "");
@@ -121,9 +144,9 @@ int RunWorker(const std::vector<std::string>& args) {
   if (absl::Status refused = (*node)->exit_status(); !refused.ok()) {
     return ReportError("worker", refused);
   }
-  std::fprintf(stderr, "tokenfab worker %s: draining\n", (*node)->id().c_str());
+  std::fprintf(stderr, "tokenfab worker %s: draining\n", who.c_str());
   const bool drained = (*node)->Drain(absl::Seconds(drain_timeout_s));
-  std::fprintf(stderr, "tokenfab worker %s: %s; exiting\n", (*node)->id().c_str(),
+  std::fprintf(stderr, "tokenfab worker %s: %s; exiting\n", who.c_str(),
                drained ? "every request finished" : "drain timed out, cancelling the rest");
   node->reset();
   return 0;

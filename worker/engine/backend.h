@@ -1,5 +1,6 @@
 // Backend: runs one batched forward step of the model. Implementations: the
-// CPU engine (cpu_backend.h); later CUDA and a simulated backend.
+// CPU engine (cpu_backend.h) and a timing model for cluster-scale tests
+// (sim_backend.h); later CUDA.
 //
 // A step takes several sequences at once, each with its own new tokens (a
 // prefill chunk or a single decode token), the position of its first new
@@ -43,6 +44,10 @@ struct StepResult {
   std::vector<float> logits;
   // Per sequence: index of its first logits row, or -1 (LogitsMode::kNone).
   std::vector<int32_t> first_row;
+  // A backend that picks tokens itself (the simulated one) leaves `logits`
+  // empty and gives one token per row here; the engine then records the
+  // token with the sampler instead of sampling.
+  std::vector<int32_t> tokens;
 
   const float* Row(int32_t row) const {
     return logits.data() + static_cast<int64_t>(row) * vocab_size;
@@ -79,6 +84,17 @@ class Backend {
   virtual int32_t num_kv_blocks() const = 0;
   virtual std::string_view name() const = 0;
 };
+
+// Checks shared by backends. ValidateBatch: every sequence has tokens in
+// the vocabulary, positions inside the context and its block table, block
+// ids inside the pool, and no two new tokens write the same cache slot.
+// CheckKvRange: ReadKv / WriteKv's arguments against `layout` and the pool.
+// InvalidArgument saying what is wrong.
+absl::Status ValidateBatch(std::span<const SequenceStep> batch, const ModelConfig& config,
+                           int32_t num_blocks);
+absl::Status CheckKvRange(const ModelConfig& config, const KvLayout& layout, int32_t num_blocks,
+                          int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                          int32_t count, size_t bytes);
 
 }  // namespace tokenfab
 

@@ -49,9 +49,6 @@ class CpuBackend : public Backend {
  private:
   CpuBackend(const ModelConfig& config, const ModelWeights& weights, std::unique_ptr<KvCache> kv,
              int32_t threads);
-  absl::Status Validate(std::span<const SequenceStep> batch) const;
-  absl::Status CheckKvRange(int32_t layer, std::span<const int32_t> block_table, int32_t first,
-                            int32_t count, size_t bytes) const;
   void RunLayer(int32_t layer, int64_t n_tokens);
 
   const ModelConfig& config_;

@@ -329,10 +329,19 @@ bool Engine::Step() {
       }
       continue;
     }
-    if (step_result_.first_row[i] < 0) continue;
-    const std::span<const float> logits(step_result_.Row(step_result_.first_row[i]),
-                                        static_cast<size_t>(step_result_.vocab_size));
-    const int32_t token = s->sampler->Sample(logits);
+    const int32_t row = step_result_.first_row[i];
+    if (row < 0) continue;
+    const bool chosen_by_backend = !step_result_.tokens.empty();
+    std::span<const float> logits;
+    int32_t token;
+    if (chosen_by_backend) {
+      token = step_result_.tokens[row];
+      s->sampler->Accept(token);
+    } else {
+      logits = std::span<const float>(step_result_.Row(row),
+                                      static_cast<size_t>(step_result_.vocab_size));
+      token = s->sampler->Sample(logits);
+    }
     WorkerOutput out;
     out.set_request_id(s->request.request_id());
     out.set_prompt_tokens(s->prompt_len);
@@ -341,11 +350,14 @@ bool Engine::Step() {
     if (s->request.logprobs() > 0) {
       internal::v1::TokenLogprobs* lp = out.add_logprobs();
       lp->mutable_chosen()->set_token_id(token);
-      lp->mutable_chosen()->set_logprob(TokenLogprob(logits, token));
-      for (const TokenLogprobValue& v : TopLogprobs(logits, s->request.logprobs())) {
-        internal::v1::TokenLogprob* t = lp->add_top();
-        t->set_token_id(v.token);
-        t->set_logprob(v.logprob);
+      // A token the backend chose itself is certain: log-probability 0.
+      lp->mutable_chosen()->set_logprob(chosen_by_backend ? 0.0f : TokenLogprob(logits, token));
+      if (!chosen_by_backend) {
+        for (const TokenLogprobValue& v : TopLogprobs(logits, s->request.logprobs())) {
+          internal::v1::TokenLogprob* t = lp->add_top();
+          t->set_token_id(v.token);
+          t->set_logprob(v.logprob);
+        }
       }
     }
     s->tokens.push_back(token);
@@ -433,8 +445,11 @@ void Engine::ApplyArrival(KvArrival a) {
   absl::MutexLock lock(&mu_);
   if (!status.ok()) {
     ++stats_.remote_prefills_failed;
-    std::fprintf(stderr, "tokenfab worker: remote prefill of %s failed (%s); computing it here\n",
-                 a.request_id.c_str(), std::string(status.message()).c_str());
+    std::fprintf(stderr,
+                 "tokenfab worker (backend=%s): remote prefill of %s failed (%s); computing it "
+                 "here\n",
+                 std::string(backend_->name()).c_str(), a.request_id.c_str(),
+                 std::string(status.message()).c_str());
     return;
   }
   ++stats_.remote_prefills_ok;
