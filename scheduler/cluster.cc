@@ -129,7 +129,7 @@ absl::StatusOr<RouteDecision> Cluster::Route(const RouteRequest& r) {
   std::vector<Candidate> best;
   bool any_decoder = false;
   for (auto& [id, w] : workers_) {
-    if (!Decodes(w.role) || w.draining || r.exclude.contains(id)) continue;
+    if (!Decodes(w.role) || w.draining || w.standby || r.exclude.contains(id)) continue;
     any_decoder = true;
     // From the network: added in 64 bits; a negative figure counts as none.
     const int64_t capacity =
@@ -176,7 +176,9 @@ absl::StatusOr<RouteDecision> Cluster::Route(const RouteRequest& r) {
     int32_t p_hit = -1;
     int64_t p_queued = 0;
     for (auto& [id, w] : workers_) {
-      if (!Prefills(w.role) || w.draining || &w == d || r.exclude.contains(id)) continue;
+      if (!Prefills(w.role) || w.draining || w.standby || &w == d || r.exclude.contains(id)) {
+        continue;
+      }
       const int64_t queued = std::max(w.queued_prefill_tokens, w.load.pending_prefill_tokens());
       pool_queued += queued;
       const int32_t hit = hit_of(id);
@@ -258,6 +260,26 @@ absl::Status Cluster::SetDraining(const std::string& id) {
   return absl::OkStatus();
 }
 
+absl::Status Cluster::SetStandby(const std::string& id, bool standby) {
+  absl::MutexLock lock(&mu_);
+  auto it = workers_.find(id);
+  if (it == workers_.end()) return absl::NotFoundError(StrCat("no worker '", id, "' is attached"));
+  it->second.standby = standby;
+  return absl::OkStatus();
+}
+
+std::vector<FleetMember> Cluster::Fleet() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<FleetMember> out;
+  for (const auto& [id, w] : workers_) {
+    if (w.draining) continue;
+    out.push_back({id, w.role, w.standby,
+                   std::max<int64_t>(w.active_requests,
+                                     int64_t{w.load.running()} + w.load.waiting())});
+  }
+  return out;
+}
+
 Cluster::Orders Cluster::TakeOrders(const std::string& id, uint64_t session) {
   absl::MutexLock lock(&mu_);
   Worker* w = Find(id, session);
@@ -284,7 +306,7 @@ std::vector<internal::v1::WorkerInfo> Cluster::Workers() const {
 bool Cluster::HasDecodeWorker() const {
   absl::MutexLock lock(&mu_);
   for (const auto& [id, w] : workers_) {
-    if (Decodes(w.role) && !w.draining) return true;
+    if (Decodes(w.role) && !w.draining && !w.standby) return true;
   }
   return false;
 }
@@ -313,6 +335,7 @@ std::vector<Cluster::WorkerLoad> Cluster::Loads() const {
     WorkerLoad l;
     l.id = id;
     l.role = RoleName(w.role);
+    l.standby = w.standby;
     l.active_requests =
         std::max<int64_t>(w.active_requests, int64_t{w.load.running()} + w.load.waiting());
     l.active_blocks = std::max<int64_t>(w.active_blocks, w.load.kv_blocks_used());

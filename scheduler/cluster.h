@@ -36,6 +36,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "scheduler/fleet_plan.h"
 #include "scheduler/kv_index.h"
 #include "tokenfab/internal/v1/control.pb.h"
 
@@ -103,6 +104,12 @@ class Cluster {
 
   absl::Status SetRole(const std::string& worker_id, internal::v1::WorkerRole role);
   absl::Status SetDraining(const std::string& worker_id);
+  // A worker on standby gets no new requests and keeps the ones it has; the
+  // planner parks surplus workers so and brings them back. Unlike a drain,
+  // the worker is not told to exit.
+  absl::Status SetStandby(const std::string& worker_id, bool standby);
+  // The attached workers that are not draining, as the planner places them.
+  std::vector<FleetMember> Fleet() const;
   // The role and draining orders not yet sent to a worker's stream.
   struct Orders {
     std::optional<internal::v1::WorkerRole> role;
@@ -126,6 +133,7 @@ class Cluster {
   struct WorkerLoad {
     std::string id;
     std::string role;
+    bool standby = false;
     int64_t active_requests = 0;
     int64_t active_blocks = 0;
     int64_t queued_prefill_tokens = 0;
@@ -150,6 +158,7 @@ class Cluster {
     uint64_t session = 0;
     internal::v1::WorkerRole role = internal::v1::WORKER_ROLE_BOTH;
     bool draining = false;
+    bool standby = false;
     internal::v1::WorkerLoadReport load;
     Clock::time_point last_seen;
     int32_t active_requests = 0;

@@ -53,7 +53,7 @@ absl::StatusOr<PlannerDecision> Planner::Step(const IntervalLoad& load) {
         (1 - options_.correction_weight) * *correction + options_.correction_weight * ratio,
         1 / options_.max_correction, options_.max_correction);
   };
-  if (last_) {
+  if (last_ && load.fleet_as_decided) {
     correct(&ttft_correction_, load.observed_ttft, last_->predicted_ttft);
     correct(&itl_correction_, load.observed_itl, last_->predicted_itl);
   }
@@ -65,7 +65,7 @@ absl::StatusOr<PlannerDecision> Planner::Step(const IntervalLoad& load) {
   d.ttft_correction = ttft_correction_;
   d.itl_correction = itl_correction_;
   if (d.predicted_rate <= 0 || d.predicted_isl < 1 || d.predicted_osl < 1) {
-    d.prefill_workers = 1;
+    d.prefill_workers = options_.aggregated ? 0 : 1;
     d.decode_workers = 1;
     d.binding = "no load yet";
   } else {
@@ -77,15 +77,26 @@ absl::StatusOr<PlannerDecision> Planner::Step(const IntervalLoad& load) {
     r.ttft_seconds = options_.ttft_seconds / ttft_correction_;
     r.itl_seconds = options_.itl_seconds / itl_correction_;
     absl::StatusOr<CapacityPlan> plan = PlanCapacity(profile_, r);
+    bool uncorrected = false;
+    if (!plan.ok() && (ttft_correction_ != 1 || itl_correction_ != 1)) {
+      r.ttft_seconds = options_.ttft_seconds;
+      r.itl_seconds = options_.itl_seconds;
+      plan = PlanCapacity(profile_, r);
+      uncorrected = true;
+    }
     if (!plan.ok()) return plan.status();
-    const DeploymentPlan& p = plan->disaggregated;
+    if (options_.aggregated && !plan->aggregated) {
+      return absl::FailedPreconditionError(plan->aggregated_infeasible);
+    }
+    const DeploymentPlan& p = options_.aggregated ? *plan->aggregated : plan->disaggregated;
     d.prefill_workers = p.prefill_workers;
     d.decode_workers = p.decode_workers;
     d.decode_batch_cap = p.batch_cap;
     d.tokens_per_joule = p.tokens_per_joule;
     d.predicted_ttft = p.ttft_seconds;
     d.predicted_itl = p.itl_seconds;
-    d.binding = p.binding;
+    d.binding = uncorrected ? StrCat(p.binding, " (latency correction dropped: unreachable)")
+                            : p.binding;
   }
   // Scale down only after the smaller fleet has held for a while.
   if (last_) {

@@ -6,6 +6,11 @@
 // corrects the targets by how far observed latency strayed from what the
 // model predicted for the previous decision.
 //
+// A correction that would make the targets unreachable on this profile is
+// dropped for that step (the plan uses the targets as given, and its
+// binding says so): the latency that far off comes from a backlog, which
+// more workers clear.
+//
 // Scale-ups take effect at once; a scale-down only after the smaller
 // fleet has been recommended for `scale_down_intervals` in a row, so a
 // prediction that overshoots a step does not make the fleet oscillate.
@@ -28,6 +33,9 @@ namespace tokenfab {
 struct PlannerOptions {
   double ttft_seconds = 2.0;
   double itl_seconds = 0.1;
+  // Size an aggregated fleet (every worker prefills and decodes) instead
+  // of prefill and decode pools; prefill_workers is then 0.
+  bool aggregated = false;
   std::string predictor = "holt";     // or moving_average
   int32_t moving_average_window = 3;  // intervals
   int32_t scale_down_intervals = 3;
@@ -45,6 +53,10 @@ struct IntervalLoad {
   double mean_osl = 0;                  // over the requests that finished
   std::optional<double> observed_ttft;  // mean, when requests got a first token
   std::optional<double> observed_itl;   // mean, when tokens streamed
+  // False when the fleet was short of the last decision (workers missing):
+  // latency then says the fleet was too small, not that the model is off,
+  // so the correction is left alone.
+  bool fleet_as_decided = true;
 };
 
 struct PlannerDecision {

@@ -46,6 +46,7 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   http.host = o.host;
   http.port = o.http_port;
   http.threads = o.http_threads;
+  http.json_routes = o.json_routes;
   auto server = HttpServer::Start(router, http);
   if (!server.ok()) return server.status();
   f->http_ = std::move(*server);

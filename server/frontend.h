@@ -41,6 +41,8 @@ struct FrontendOptions {
   int32_t metrics_port = 9400;
   // Extra services on the gRPC port (e.g. nothing, or admin for tests).
   std::vector<grpc::Service*> extra_services;
+  // Extra GET endpoints of the HTTP face (HttpServerOptions::json_routes).
+  std::map<std::string, std::function<std::string()>> json_routes;
 };
 
 class Frontend {

@@ -36,7 +36,7 @@ class RequestStream {
   RequestStream(std::string id, const Tokenizer& tokenizer, std::shared_ptr<ResponseSink> sink,
                 std::vector<std::string> stops, absl::flat_hash_set<int32_t> stop_ids,
                 int32_t prompt_tokens, WorkerClient* worker, RequestMetrics* metrics,
-                Clock::time_point arrived)
+                LoadObserver* load, Clock::time_point arrived)
       : id_(std::move(id)),
         tokenizer_(tokenizer),
         sink_(std::move(sink)),
@@ -46,13 +46,17 @@ class RequestStream {
         prompt_tokens_(prompt_tokens),
         worker_(worker),
         metrics_(metrics),
+        load_(load),
         arrived_(arrived) {
     if (metrics_ != nullptr) metrics_->Started();
   }
   // A stream the worker never finished (it went away) still leaves the gauges.
   ~RequestStream() {
-    if (metrics_ != nullptr && !done_ && !abandoned_) {
-      metrics_->Finished(v1::FINISH_REASON_ERROR, Seconds(Clock::now() - arrived_), got_token_);
+    if (!done_ && !abandoned_) {
+      if (metrics_ != nullptr) {
+        metrics_->Finished(v1::FINISH_REASON_ERROR, Seconds(Clock::now() - arrived_), got_token_);
+      }
+      Observe(/*completed=*/false);
     }
   }
   // The worker refused it: it never started.
@@ -73,6 +77,7 @@ class RequestStream {
       }
     }
     if (out.token_ids_size() > 0) {
+      if (!got_token_) first_token_ = now;
       got_token_ = true;
       last_token_ = now;
     }
@@ -111,11 +116,24 @@ class RequestStream {
       u->set_cached_tokens(cached_tokens_);
       u->set_completion_tokens(completion_tokens_);
       if (metrics_ != nullptr) metrics_->Finished(reason, Seconds(now - arrived_), got_token_);
+      Observe(reason == v1::FINISH_REASON_STOP || reason == v1::FINISH_REASON_LENGTH);
     }
     sink_->OnResponse(r);
   }
 
  private:
+  // Tells the planner's observer how the request went: its TTFT and its
+  // mean inter-token latency (over the tokens after the first).
+  void Observe(bool completed) {
+    if (load_ == nullptr) return;
+    std::optional<double> ttft, itl;
+    if (got_token_) ttft = Seconds(first_token_ - arrived_);
+    if (got_token_ && completion_tokens_ > 1) {
+      itl = Seconds(last_token_ - first_token_) / (completion_tokens_ - 1);
+    }
+    load_->Ended(completed, completion_tokens_, ttft, itl);
+  }
+
   void AddLogprobs(const internal::v1::TokenLogprobs& in, v1::TokenLogprobs* out) {
     auto fill = [&](const internal::v1::TokenLogprob& a, v1::TokenLogprob* b) {
       b->set_token_id(a.token_id());
@@ -138,8 +156,9 @@ class RequestStream {
   int32_t completion_tokens_ = 0;
   bool done_ = false;
   RequestMetrics* const metrics_;
+  LoadObserver* const load_;
   const Clock::time_point arrived_;
-  Clock::time_point last_token_;
+  Clock::time_point first_token_, last_token_;
   bool got_token_ = false;
   bool abandoned_ = false;
 
@@ -183,6 +202,13 @@ absl::StatusOr<std::string> Router::Generate(const v1::GenerateRequest& request,
                                              std::chrono::system_clock::time_point deadline) {
   absl::StatusOr<std::string> id = Start(request, std::move(sink), deadline);
   if (!id.ok() && options_.metrics != nullptr) options_.metrics->Refused(id.status());
+  // Requests refused for want of room are demand the planner must see;
+  // malformed ones are not.
+  if (!id.ok() && options_.load != nullptr &&
+      (id.status().code() == absl::StatusCode::kResourceExhausted ||
+       id.status().code() == absl::StatusCode::kUnavailable)) {
+    options_.load->Refused();
+  }
   return id;
 }
 
@@ -231,7 +257,8 @@ absl::StatusOr<std::string> Router::Start(const v1::GenerateRequest& request,
   }
   auto stream = std::make_shared<RequestStream>(
       id, tok, std::move(sink), std::vector<std::string>(request.stop().begin(), request.stop().end()),
-      std::move(stop_ids), static_cast<int32_t>(prompt.size()), worker_, options_.metrics, arrived);
+      std::move(stop_ids), static_cast<int32_t>(prompt.size()), worker_, options_.metrics,
+      options_.load, arrived);
   if (absl::Status s = worker_->Submit(std::move(wr), [stream](const WorkerOutput& out) {
         stream->OnWorkerOutput(out);
       });
@@ -239,6 +266,7 @@ absl::StatusOr<std::string> Router::Start(const v1::GenerateRequest& request,
     stream->Abandon();
     return s;
   }
+  if (options_.load != nullptr) options_.load->Arrived(static_cast<int32_t>(prompt.size()));
   return id;
 }
 

@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "scheduler/worker_client.h"
+#include "scheduler/load_observer.h"
 #include "server/request_metrics.h"
 #include "tokenfab/v1/generation.pb.h"
 #include "worker/model_loader.h"
@@ -36,6 +37,8 @@ struct RouterOptions {
   int32_t retry_after_seconds = 1;
   // Request metrics to update (optional; must outlive the router).
   RequestMetrics* metrics = nullptr;
+  // The planner's view of the load (optional; must outlive the router).
+  LoadObserver* load = nullptr;
 };
 
 class Router {

@@ -18,6 +18,11 @@ absl::StatusOr<std::unique_ptr<RouterNode>> RouterNode::Start(
   RouterOptions ro;
   ro.model_id = o.model_id;
   ro.metrics = node->request_metrics_.get();
+  if (o.planner_profile) {
+    node->load_ = std::make_unique<LoadObserver>(o.planner.planner.ttft_seconds,
+                                                 o.planner.planner.itl_seconds);
+    ro.load = node->load_.get();
+  }
   node->router_ = std::make_unique<Router>(model, node->client_.get(), ro);
 
   ClusterWorkerClient* client = node->client_.get();
@@ -41,7 +46,22 @@ absl::StatusOr<std::unique_ptr<RouterNode>> RouterNode::Start(
   }
   extra_metrics.push_back(std::make_shared<RouterMetrics>(node->cluster_.get(), client));
   extra_metrics.push_back(node->request_registry_);
-  auto frontend = Frontend::Start(node->router_.get(), o.frontend, extra_metrics);
+  FrontendOptions fo = o.frontend;
+  if (o.planner_profile) {
+    auto planner =
+        PlannerLoop::Start(*o.planner_profile, o.planner, node->cluster_.get(), node->load_.get());
+    if (!planner.ok()) return planner.status();
+    node->planner_ = std::move(*planner);
+    extra_metrics.push_back(node->planner_);
+  }
+  fo.json_routes["/v1/planner"] = [planner = node->planner_] {
+    if (planner == nullptr) {
+      return std::string(
+          R"({"object":"planner","enabled":false,"error":"the planner is off: start the router with --planner-profile PROFILE.json"})");
+    }
+    return planner->StatusJson();
+  };
+  auto frontend = Frontend::Start(node->router_.get(), fo, extra_metrics);
   if (!frontend.ok()) return frontend.status();
   node->frontend_ = std::move(*frontend);
   node->frontend_->SetServing(node->cluster_->HasDecodeWorker());
@@ -62,6 +82,7 @@ RouterNode::~RouterNode() {
     internal_->Wait();
   }
   control_.reset();
+  if (planner_) planner_->Stop();  // its thread orders the cluster about
   client_.reset();  // cancels the worker calls still open and waits for them
   frontend_.reset();
 }

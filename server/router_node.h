@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "server/control_service.h"
 #include "prometheus/registry.h"
 #include "server/frontend.h"
+#include "server/planner_loop.h"
 #include "server/request_metrics.h"
 #include "server/router.h"
 #include "worker/model_loader.h"
@@ -30,6 +32,9 @@ struct RouterNodeOptions {
   std::string internal_host = "0.0.0.0";
   int32_t internal_port = 50052;  // 0 picks one
   RoutingOptions routing;
+  // The planner runs when a profile is given (--planner-profile).
+  std::optional<Profile> planner_profile;
+  PlannerLoopOptions planner;
 };
 
 class RouterNode {
@@ -43,6 +48,8 @@ class RouterNode {
   Frontend& frontend() { return *frontend_; }
   int internal_port() const { return internal_port_; }
   Cluster& cluster() { return *cluster_; }
+  // Null when the planner is off.
+  PlannerLoop* planner() { return planner_.get(); }
   // Stops the public faces (requests in flight are cancelled after 2 s).
   void Shutdown();
 
@@ -53,11 +60,13 @@ class RouterNode {
   std::unique_ptr<Cluster> cluster_;
   std::shared_ptr<WorkerStubs> stubs_;
   std::unique_ptr<ClusterWorkerClient> client_;
+  std::unique_ptr<LoadObserver> load_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<ControlService> control_;
   std::unique_ptr<AdminService> admin_;
   std::unique_ptr<grpc::Server> internal_;
   int internal_port_ = 0;
+  std::shared_ptr<PlannerLoop> planner_;
   std::unique_ptr<Frontend> frontend_;
   std::atomic<Frontend*> serving_frontend_{nullptr};  // set once frontend_ is up
 };

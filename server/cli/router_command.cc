@@ -4,13 +4,15 @@
 //
 //   tokenfab router [--model PATH] [--grpc-port 50051] [--http-port 8000]
 //                   [--metrics-port 9400] [--internal-port 50052]
-//                   [--disagg-threshold 512] ...
+//                   [--disagg-threshold 512] [--planner-profile P --ttft-target 2s
+//                   --itl-target 100ms --planner-interval 10s] ...
 #include <cstdio>
 
 #include "common/strings.h"
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
+#include "server/cli/planner_flags.h"
 #include "server/cli/routing_flags.h"
 #include "server/router_node.h"
 
@@ -35,8 +37,11 @@ int RunRouter(const std::vector<std::string>& args) {
   flags.AddInt("internal-port", &o.internal_port,
                "port workers attach to, and RouterAdmin (default 50052)");
   AddRoutingFlags(flags, &o.routing, &worker_timeout_ms, &max_prefill_queue);
+  PlannerFlags planner;
+  AddPlannerFlags(flags, &planner);
   if (int rc = ParseFlagsOrExit(flags, "router", args); rc >= 0) return rc;
   absl::Status check = FinishRoutingFlags(&o.routing, worker_timeout_ms, max_prefill_queue);
+  if (check.ok()) check = FinishPlannerFlags(planner, &o.planner_profile, &o.planner);
   for (auto [name, v] : {std::pair<std::string_view, int32_t>{"grpc-port", o.frontend.grpc_port},
                          {"http-port", o.frontend.http_port},
                          {"metrics-port", o.frontend.metrics_port},
@@ -65,6 +70,15 @@ int RunRouter(const std::vector<std::string>& args) {
                (*node)->frontend().http_port(), o.frontend.host.c_str(),
                (*node)->frontend().metrics_port(), o.frontend.host.c_str(),
                (*node)->internal_port(), o.routing.disagg_threshold);
+  if (o.planner_profile) {
+    std::fprintf(stderr,
+                 "tokenfab router: planner every %s for TTFT <= %s and ITL <= %s (%s, %s "
+                 "predictor, %s), profile %s (%s); GET /v1/planner\n",
+                 planner.interval.c_str(), planner.ttft_target.c_str(),
+                 planner.itl_target.c_str(), planner.mode.c_str(), planner.predictor.c_str(),
+                 o.planner.act ? "acting on the fleet" : "recommending only",
+                 planner.profile.c_str(), o.planner_profile->hardware.c_str());
+  }
   std::fflush(stderr);
   std::fprintf(stderr, "tokenfab router: %s, shutting down\n", WaitForSignal(signals));
   node->reset();

@@ -95,6 +95,11 @@ int RunWorker(const std::vector<std::string>& args) {
   o.kv_cache_mb = engine.kv_cache_mb;
   o.kv_dtype = engine.kv_dtype();
   o.scheduler = engine.scheduler();
+  if (sim) {
+    // The simulated machine's batch limits are the profiled engine's.
+    o.scheduler.max_num_seqs = o.sim_profile->max_num_seqs;
+    o.scheduler.max_batched_tokens = o.sim_profile->max_batched_tokens;
+  }
   o.prefill_timeout = std::chrono::milliseconds(prefill_timeout_ms);
   o.power = power.options(o.device);
   auto step_registry = std::make_shared<prometheus::Registry>();

@@ -191,6 +191,11 @@ void Connection::Handle(Request& request) {
     if (method != http::verb::get) return not_allowed("GET");
     return HandleModels(path);
   }
+  if (auto route = state_->options.json_routes.find(std::string(path));
+      route != state_->options.json_routes.end()) {
+    if (method != http::verb::get) return not_allowed("GET");
+    return SendJson(200, Json::parse(route->second()));
+  }
   if (path == "/v1/completions" || path == "/v1/chat/completions") {
     if (method != http::verb::post) return not_allowed("POST");
     return StartGeneration(

@@ -12,6 +12,8 @@
 
 #include <cstddef>
 #include <memory>
+#include <functional>
+#include <map>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -24,6 +26,9 @@ struct HttpServerOptions {
   int port = 8000;  // 0 picks a free port
   int threads = 1;  // io threads
   size_t max_body_bytes = 8 << 20;
+  // Extra read-only JSON endpoints: GET path -> the JSON document to answer
+  // (e.g. the router's /v1/planner). Called on an io thread; must not block.
+  std::map<std::string, std::function<std::string()>> json_routes;
 };
 
 class HttpServer {

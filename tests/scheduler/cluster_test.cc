@@ -236,5 +236,28 @@ TEST(ClusterTest, RoleChangesAndDrainingSteerNewRequestsOnly) {
             absl::StatusCode::kNotFound);
 }
 
+TEST(ClusterTest, StandbyWorkersGetNoNewRequestsAndComeBackWithoutADrainOrder) {
+  Fixture f;
+  f.Add("a", internal::v1::WORKER_ROLE_BOTH);
+  f.Add("b", internal::v1::WORKER_ROLE_BOTH);
+  auto held = f.cluster.Route(Req({}, 10));  // in flight on one of them
+  ASSERT_TRUE(held.ok());
+  ASSERT_TRUE(f.cluster.SetStandby(held->decode_worker, true).ok());
+  const std::string other = held->decode_worker == "a" ? "b" : "a";
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(f.cluster.Route(Req({}, 10))->decode_worker, other);
+  EXPECT_FALSE(f.cluster.TakeOrders(held->decode_worker, f.sessions[held->decode_worker]).drain);
+  const std::vector<FleetMember> fleet = f.cluster.Fleet();
+  ASSERT_EQ(fleet.size(), 2u);
+  for (const FleetMember& m : fleet) {
+    EXPECT_EQ(m.standby, m.id == held->decode_worker);
+    if (m.id == held->decode_worker) EXPECT_EQ(m.active_requests, 1);
+  }
+  ASSERT_TRUE(f.cluster.SetStandby(other, true).ok());
+  EXPECT_FALSE(f.cluster.HasDecodeWorker());
+  ASSERT_TRUE(f.cluster.SetStandby(held->decode_worker, false).ok());
+  EXPECT_EQ(f.cluster.Route(Req({}, 10))->decode_worker, held->decode_worker);
+  EXPECT_EQ(f.cluster.SetStandby("nobody", true).code(), absl::StatusCode::kNotFound);
+}
+
 }  // namespace
 }  // namespace tokenfab

@@ -120,6 +120,53 @@ TEST(PlannerTest, ImpossibleTargetsKeepTheLastDecision) {
   FAIL() << "a 100000-token prompt should be beyond the 2 s TTFT target";
 }
 
+TEST(PlannerTest, AnUnreachableCorrectionIsDroppedNotFatal) {
+  PlannerOptions o;
+  o.ttft_seconds = 2;
+  o.itl_seconds = 0.04;
+  auto planner = std::move(*Planner::Create(Paper(), o));
+  for (int i = 0; i < 3; ++i) planner->Step(Load(4));
+  // A backlog makes ITL look 4x the model's: 0.04 / 4 is below one
+  // sequence's step (12 ms), so the corrected target is unreachable.
+  PlannerDecision d;
+  for (int i = 0; i < 8; ++i) {
+    IntervalLoad l = Load(4);
+    l.observed_itl = 4 * planner->last()->predicted_itl;
+    absl::StatusOr<PlannerDecision> step = planner->Step(l);
+    ASSERT_TRUE(step.ok()) << step.status();
+    d = *step;
+  }
+  EXPECT_GT(d.itl_correction, 3.0);
+  EXPECT_NE(d.binding.find("latency correction dropped"), std::string::npos) << d.binding;
+  PlanRequest r{.rate = 4, .isl = 256, .osl = 100, .ttft_seconds = 2, .itl_seconds = 0.04};
+  EXPECT_EQ(d.decode_workers, PlanCapacity(Paper(), r)->disaggregated.decode_workers);
+}
+
+TEST(PlannerTest, LatencyWhileTheFleetWasShortLeavesTheCorrectionAlone) {
+  auto planner = Make();
+  planner->Step(Load(4));
+  IntervalLoad l = Load(4);
+  l.observed_ttft = 10 * planner->last()->predicted_ttft;
+  l.fleet_as_decided = false;
+  EXPECT_EQ(planner->Step(l)->ttft_correction, 1.0);
+  l.fleet_as_decided = true;
+  EXPECT_GT(planner->Step(l)->ttft_correction, 1.0);
+}
+
+TEST(PlannerTest, AggregatedModeSizesOnePool) {
+  PlannerOptions o;
+  o.aggregated = true;
+  auto planner = Make(o);
+  EXPECT_EQ(planner->Step({.seconds = 10})->prefill_workers, 0);
+  PlannerDecision d;
+  for (int i = 0; i < 5; ++i) d = *planner->Step(Load(2));
+  PlanRequest r{.rate = 2, .isl = 256, .osl = 100, .ttft_seconds = 2, .itl_seconds = 0.05};
+  const auto plan = PlanCapacity(Paper(), r);
+  ASSERT_TRUE(plan.ok() && plan->aggregated);
+  EXPECT_EQ(d.prefill_workers, 0);
+  EXPECT_EQ(d.decode_workers, plan->aggregated->workers);
+}
+
 TEST(PlannerTest, BadOptionsAndIntervalsAreRefused) {
   PlannerOptions o;
   o.ttft_seconds = 0;
