@@ -55,6 +55,7 @@ IntervalLoad LoadObserver::Take(Clock::time_point now) {
   load.requests = arrivals_;
   if (arrivals_with_prompt_ > 0) load.mean_isl = prompt_tokens_ / arrivals_with_prompt_;
   if (completions_ > 0) load.mean_osl = output_tokens_ / completions_;
+  load.finished = ttft_count_;
   if (ttft_count_ > 0) load.observed_ttft = ttft_sum_ / ttft_count_;
   if (itl_count_ > 0) load.observed_itl = itl_sum_ / itl_count_;
   interval_start_ = now;

@@ -53,7 +53,7 @@ absl::StatusOr<PlannerDecision> Planner::Step(const IntervalLoad& load) {
         (1 - options_.correction_weight) * *correction + options_.correction_weight * ratio,
         1 / options_.max_correction, options_.max_correction);
   };
-  if (last_ && load.fleet_as_decided) {
+  if (last_ && load.fleet_as_decided && load.finished >= options_.min_correction_samples) {
     correct(&ttft_correction_, load.observed_ttft, last_->predicted_ttft);
     correct(&itl_correction_, load.observed_itl, last_->predicted_itl);
   }
@@ -69,6 +69,7 @@ absl::StatusOr<PlannerDecision> Planner::Step(const IntervalLoad& load) {
     d.decode_workers = 1;
     d.binding = "no load yet";
   } else {
+    d.sized_from_load = true;
     PlanRequest r;
     r.rate = d.predicted_rate;
     r.isl = static_cast<int32_t>(std::ceil(d.predicted_isl));

@@ -40,9 +40,11 @@ struct PlannerOptions {
   int32_t moving_average_window = 3;  // intervals
   int32_t scale_down_intervals = 3;
   // Observed / predicted latency is smoothed with this weight and kept
-  // within [1 / max_correction, max_correction].
+  // within [1 / max_correction, max_correction]; an interval with fewer
+  // than `min_correction_samples` finished requests does not move it.
   double correction_weight = 0.5;
-  double max_correction = 4.0;
+  double max_correction = 2.0;
+  int64_t min_correction_samples = 8;
 };
 
 // What the router saw over one interval.
@@ -53,6 +55,7 @@ struct IntervalLoad {
   double mean_osl = 0;                  // over the requests that finished
   std::optional<double> observed_ttft;  // mean, when requests got a first token
   std::optional<double> observed_itl;   // mean, when tokens streamed
+  int64_t finished = 0;                 // requests the latencies are over
   // False when the fleet was short of the last decision (workers missing):
   // latency then says the fleet was too small, not that the model is off,
   // so the correction is left alone.
@@ -72,6 +75,9 @@ struct PlannerDecision {
   double ttft_correction = 1;  // observed / predicted latency, smoothed
   double itl_correction = 1;
   std::string binding;
+  // False while the planner has not yet seen a whole load (arrivals with
+  // prompt and output lengths): the decision is then a placeholder.
+  bool sized_from_load = false;
 };
 
 class Planner {

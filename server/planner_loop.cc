@@ -104,7 +104,11 @@ void PlannerLoop::Step() {
   absl::StatusOr<PlannerDecision> decision = planner_->Step(observed);
   FleetAssignment fleet;
   int64_t role_changes = 0, standby_changes = 0;
-  if (decision.ok() && options_.act) {
+  // Until a decision is sized from a whole load (requests that finished,
+  // so output lengths are known) the fleet stays as it attached: parking
+  // it on a guess would pile the first requests onto one worker.
+  if (decision.ok() && decision->sized_from_load) seen_load_ = true;
+  if (decision.ok() && options_.act && seen_load_) {
     const std::vector<FleetMember> members = cluster_->Fleet();
     fleet = AssignFleet(members, decision->prefill_workers, decision->decode_workers,
                         options_.planner.aggregated);

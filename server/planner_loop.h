@@ -60,6 +60,7 @@ class PlannerLoop : public prometheus::Collectable {
   void Step();
 
   std::unique_ptr<Planner> planner_;  // the loop thread only
+  bool seen_load_ = false;            // the loop thread only
   const PlannerLoopOptions options_;
   Cluster* const cluster_;
   LoadObserver* const load_;

@@ -18,6 +18,7 @@
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
+#include "server/cli/planner_flags.h"
 #include "server/cli/routing_flags.h"
 #include "prometheus/registry.h"
 #include "scheduler/cluster.h"
@@ -109,6 +110,8 @@ int RunServe(const std::vector<std::string>& args) {
   flags.AddInt("prefill-workers", &prefill_workers,
                "with --workers N: how many of them take the prefill role (the rest: both)");
   AddRoutingFlags(flags, &ro.routing, &worker_timeout_ms, &max_prefill_queue);
+  PlannerFlags planner;
+  AddPlannerFlags(flags, &planner);
   AddEngineFlags(flags, &engine, std::min(HardwareThreads(), 1024));
   AddPowerFlags(flags, &power);
   if (int rc = ParseFlagsOrExit(flags, "serve", args); rc >= 0) return rc;
@@ -124,6 +127,10 @@ int RunServe(const std::vector<std::string>& args) {
   if (check.ok())
     check = CheckRange("prefill-workers", prefill_workers, 0, std::max(0, workers - 1));
   if (check.ok()) check = FinishRoutingFlags(&ro.routing, worker_timeout_ms, max_prefill_queue);
+  if (check.ok()) check = FinishPlannerFlags(planner, &ro.planner_profile, &ro.planner);
+  if (check.ok() && ro.planner_profile && workers == 0) {
+    check = absl::InvalidArgumentError("the planner places workers: use it with --workers N");
+  }
   if (!check.ok()) {
     ReportError("serve", check);
     return kExitUsage;

@@ -4,15 +4,16 @@ read Prometheus metrics and drive the router's admin API."""
 import os
 import pathlib
 import re
-import signal
-import subprocess
-import tempfile
+import sys
 import time
 import urllib.request
 
 import grpc
 
 from conftest import DEFAULT_MODEL, binary, free_port
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "bench"))
+from factory_sim import Proc  # noqa: E402  (a process with its log)
 
 
 def scrape(url: str) -> dict:
@@ -25,33 +26,6 @@ def scrape(url: str) -> dict:
             key, value = line.rsplit(" ", 1)
             out[key] = float(value)
     return out
-
-
-class Proc:
-    def __init__(self, name: str, args: list):
-        self.name = name
-        self.log = tempfile.NamedTemporaryFile(prefix=f"tokenfab-{name}-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        return pathlib.Path(self.log.name).read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill9(self) -> None:
-        self.process.kill()
-        self.process.wait()
-
-    def stop(self, timeout: float = 60) -> int:
-        if self.alive():
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
 
 
 class Cluster:

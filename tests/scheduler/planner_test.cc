@@ -24,7 +24,8 @@ IntervalLoad Load(double rate, double seconds = 10) {
   return {.seconds = seconds,
           .requests = static_cast<int64_t>(rate * seconds),
           .mean_isl = 256,
-          .mean_osl = 100};
+          .mean_osl = 100,
+          .finished = static_cast<int64_t>(rate * seconds)};
 }
 
 DeploymentPlan Expected(double rate) {
@@ -38,6 +39,7 @@ TEST(PlannerTest, NoLoadKeepsOneWorkerInEachPool) {
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->prefill_workers, 1);
   EXPECT_EQ(d->decode_workers, 1);
+  EXPECT_FALSE(d->sized_from_load);
   EXPECT_EQ(d->binding, "no load yet");
 }
 
@@ -123,11 +125,12 @@ TEST(PlannerTest, ImpossibleTargetsKeepTheLastDecision) {
 TEST(PlannerTest, AnUnreachableCorrectionIsDroppedNotFatal) {
   PlannerOptions o;
   o.ttft_seconds = 2;
-  o.itl_seconds = 0.04;
+  o.itl_seconds = 0.02;
   auto planner = std::move(*Planner::Create(Paper(), o));
   for (int i = 0; i < 3; ++i) planner->Step(Load(4));
-  // A backlog makes ITL look 4x the model's: 0.04 / 4 is below one
-  // sequence's step (12 ms), so the corrected target is unreachable.
+  // A backlog makes ITL look 4x the model's: 0.02 / 2 (the largest
+  // correction) is below one sequence's step (12 ms), so the corrected
+  // target is unreachable.
   PlannerDecision d;
   for (int i = 0; i < 8; ++i) {
     IntervalLoad l = Load(4);
@@ -136,9 +139,9 @@ TEST(PlannerTest, AnUnreachableCorrectionIsDroppedNotFatal) {
     ASSERT_TRUE(step.ok()) << step.status();
     d = *step;
   }
-  EXPECT_GT(d.itl_correction, 3.0);
+  EXPECT_GT(d.itl_correction, 1.9);
   EXPECT_NE(d.binding.find("latency correction dropped"), std::string::npos) << d.binding;
-  PlanRequest r{.rate = 4, .isl = 256, .osl = 100, .ttft_seconds = 2, .itl_seconds = 0.04};
+  PlanRequest r{.rate = 4, .isl = 256, .osl = 100, .ttft_seconds = 2, .itl_seconds = 0.02};
   EXPECT_EQ(d.decode_workers, PlanCapacity(Paper(), r)->disaggregated.decode_workers);
 }
 
@@ -151,6 +154,15 @@ TEST(PlannerTest, LatencyWhileTheFleetWasShortLeavesTheCorrectionAlone) {
   EXPECT_EQ(planner->Step(l)->ttft_correction, 1.0);
   l.fleet_as_decided = true;
   EXPECT_GT(planner->Step(l)->ttft_correction, 1.0);
+}
+
+TEST(PlannerTest, TooFewFinishedRequestsLeaveTheCorrectionAlone) {
+  auto planner = Make();
+  planner->Step(Load(4));
+  IntervalLoad l = Load(4);
+  l.observed_ttft = 10 * planner->last()->predicted_ttft;
+  l.finished = 3;
+  EXPECT_EQ(planner->Step(l)->ttft_correction, 1.0);
 }
 
 TEST(PlannerTest, AggregatedModeSizesOnePool) {
