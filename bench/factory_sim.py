@@ -22,7 +22,7 @@ Two experiments:
            (requests/s meeting TTFT and ITL) per worker, side by side.
 
     python3 bench/factory_sim.py step [--workers 64] [--rate 6] [--interval 3]
-    python3 bench/factory_sim.py compare [--workers 20] [--rates 6,9,12]
+    python3 bench/factory_sim.py compare [--workers 20] [--rates 6,9,12] [--ttft 3 --itl 0.1]
 
 Both print the conditions (machine, profile, workload, targets) with the
 figures. `import factory_sim` gives the same harness to the test suite
@@ -401,6 +401,8 @@ def main() -> int:
     c.add_argument("--prefill", type=int, default=None)
     c.add_argument("--rates", default="6,9,12")
     c.add_argument("--duration", type=float, default=30)
+    c.add_argument("--ttft", type=float, default=3.0, help="TTFT target, seconds")
+    c.add_argument("--itl", type=float, default=0.1, help="ITL target, seconds")
     c.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.experiment == "step":
@@ -411,7 +413,8 @@ def main() -> int:
             print_step(r)
     else:
         r = run_compare(args.workers, [float(x) for x in args.rates.split(",")], args.prefill,
-                        args.duration, log=lambda m: print(m, file=sys.stderr))
+                        args.duration, ttft_s=args.ttft, itl_s=args.itl,
+                        log=lambda m: print(m, file=sys.stderr))
         if args.json:
             print(json.dumps(r, indent=1))
         else:
