@@ -76,7 +76,8 @@ struct PlannerDecision {
   double itl_correction = 1;
   std::string binding;
   // False while the planner has not yet seen a whole load (arrivals with
-  // prompt and output lengths): the decision is then a placeholder.
+  // prompt and output lengths): the decision is then the one-per-pool
+  // minimum, not a sizing.
   bool sized_from_load = false;
 };
 

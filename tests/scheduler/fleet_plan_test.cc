@@ -91,7 +91,7 @@ TEST(FleetPlanTest, ShiftingTheSplitFlipsTheLeastBusy) {
   EXPECT_FALSE(a.changes[0].standby.has_value());
 }
 
-TEST(FleetPlanTest, ShrinkingParksTheLeastBusyAndNeverFlipsToDoSo) {
+TEST(FleetPlanTest, ShrinkingParksTheLeastBusyWithoutFlippingRoles) {
   std::vector<FleetMember> fleet = {{"p0", kPrefill, false, 3},
                                     {"p1", kPrefill, false, 0},
                                     {"d0", kDecode, false, 7},

@@ -60,7 +60,7 @@ TEST(PlannerTest, ADoublingOfTheRateSettlesWithinThreeIntervals) {
     PlannerOptions o;
     o.predictor = predictor;
     auto planner = Make(o);
-    for (int i = 0; i < 20; ++i) planner->Step(Load(3));
+    for (int i = 0; i < 20; ++i) ASSERT_TRUE(planner->Step(Load(3)).ok());
     std::vector<PlannerDecision> after;
     for (int i = 0; i < 15; ++i) after.push_back(*planner->Step(Load(6)));
     const DeploymentPlan want = Expected(6);
@@ -78,7 +78,7 @@ TEST(PlannerTest, ScaleDownWaitsForTheSmallerFleetToHold) {
   o.predictor = "moving_average";
   o.scale_down_intervals = 3;
   auto planner = Make(o);
-  for (int i = 0; i < 10; ++i) planner->Step(Load(6));
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(planner->Step(Load(6)).ok());
   const PlannerDecision high = *planner->last();
   // MA(3) falls over three intervals; the fleet follows only when a smaller
   // one has been recommended three times in a row.
@@ -107,7 +107,7 @@ TEST(PlannerTest, LatencyAboveThePredictionTightensTheTargets) {
 
 TEST(PlannerTest, ImpossibleTargetsKeepTheLastDecision) {
   auto planner = Make();
-  planner->Step(Load(4));
+  ASSERT_TRUE(planner->Step(Load(4)).ok());
   const PlannerDecision last = *planner->last();
   IntervalLoad l = Load(4);
   l.mean_isl = 100000;  // a prompt that alone takes far more than the TTFT target
@@ -127,7 +127,7 @@ TEST(PlannerTest, AnUnreachableCorrectionIsDroppedNotFatal) {
   o.ttft_seconds = 2;
   o.itl_seconds = 0.02;
   auto planner = std::move(*Planner::Create(Paper(), o));
-  for (int i = 0; i < 3; ++i) planner->Step(Load(4));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(planner->Step(Load(4)).ok());
   // A backlog makes ITL look 4x the model's: 0.02 / 2 (the largest
   // correction) is below one sequence's step (12 ms), so the corrected
   // target is unreachable.
@@ -147,7 +147,7 @@ TEST(PlannerTest, AnUnreachableCorrectionIsDroppedNotFatal) {
 
 TEST(PlannerTest, LatencyWhileTheFleetWasShortLeavesTheCorrectionAlone) {
   auto planner = Make();
-  planner->Step(Load(4));
+  ASSERT_TRUE(planner->Step(Load(4)).ok());
   IntervalLoad l = Load(4);
   l.observed_ttft = 10 * planner->last()->predicted_ttft;
   l.fleet_as_decided = false;
@@ -158,7 +158,7 @@ TEST(PlannerTest, LatencyWhileTheFleetWasShortLeavesTheCorrectionAlone) {
 
 TEST(PlannerTest, TooFewFinishedRequestsLeaveTheCorrectionAlone) {
   auto planner = Make();
-  planner->Step(Load(4));
+  ASSERT_TRUE(planner->Step(Load(4)).ok());
   IntervalLoad l = Load(4);
   l.observed_ttft = 10 * planner->last()->predicted_ttft;
   l.finished = 3;

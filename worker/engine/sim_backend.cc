@@ -39,16 +39,13 @@ SimBackend::SimBackend(const ModelConfig& config, SimBackendOptions options)
       options_(std::move(options)),
       kv_(static_cast<size_t>(options_.num_kv_blocks) * kKvBlockSize, 0) {}
 
-int32_t& SimBackend::Slot(std::span<const int32_t> block_table, int32_t position) {
-  return kv_[static_cast<size_t>(block_table[position / kKvBlockSize]) * kKvBlockSize +
-             position % kKvBlockSize];
+size_t SimBackend::SlotIndex(std::span<const int32_t> block_table, int32_t position) {
+  return static_cast<size_t>(block_table[position / kKvBlockSize]) * kKvBlockSize +
+         position % kKvBlockSize;
 }
 
 int32_t SimBackend::NextToken(std::span<const int32_t> block_table, int32_t position) const {
-  auto at = [&](int32_t p) {
-    return kv_[static_cast<size_t>(block_table[p / kKvBlockSize]) * kKvBlockSize +
-               p % kKvBlockSize];
-  };
+  auto at = [&](int32_t p) { return kv_[SlotIndex(block_table, p)]; };
   const uint64_t last = static_cast<uint32_t>(at(position));
   const uint64_t before = position > 0 ? static_cast<uint32_t>(at(position - 1)) : 0;
   const uint64_t h =
@@ -71,7 +68,8 @@ absl::Status SimBackend::Forward(std::span<const SequenceStep> batch, StepResult
     } else {
       shape.prefill_chunks.push_back({seq.start_position, n});
     }
-    for (int32_t i = 0; i < n; ++i) Slot(seq.block_table, seq.start_position + i) = seq.tokens[i];
+    for (int32_t i = 0; i < n; ++i)
+      kv_[SlotIndex(seq.block_table, seq.start_position + i)] = seq.tokens[i];
   }
   const SimStepCost cost = options_.cost(shape);
   if (cost.seconds > 0) {
@@ -118,7 +116,7 @@ absl::Status SimBackend::WriteKv(int32_t layer, std::span<const int32_t> block_t
   for (int32_t i = 0; i < count; ++i) {
     int32_t v;
     std::memcpy(&v, src.data() + static_cast<size_t>(i) * sizeof(v), sizeof(v));
-    Slot(block_table, first + i) = v;
+    kv_[SlotIndex(block_table, first + i)] = v;
   }
   return absl::OkStatus();
 }

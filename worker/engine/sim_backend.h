@@ -79,7 +79,8 @@ class SimBackend : public Backend {
 
  private:
   SimBackend(const ModelConfig& config, SimBackendOptions options);
-  int32_t& Slot(std::span<const int32_t> block_table, int32_t position);
+  // Index into kv_ of a position of a sequence with `block_table`.
+  static size_t SlotIndex(std::span<const int32_t> block_table, int32_t position);
   int32_t NextToken(std::span<const int32_t> block_table, int32_t position) const;
 
   const ModelConfig config_;
