@@ -21,6 +21,7 @@
 
 #include "absl/status/status.h"
 #include "worker/engine/kv_cache.h"
+#include "worker/engine/sampler.h"
 #include "worker/model/model_config.h"
 
 namespace tokenfab {
@@ -31,11 +32,24 @@ enum class LogitsMode {
   kAll,   // logits of every new token (prompt logprobs, tests)
 };
 
+// What a backend that samples on its own device needs to choose a
+// sequence's next token as engine/sampler.h defines it.
+struct DeviceSampling {
+  SamplingOptions options;
+  std::span<const int32_t> history;  // prompt, then output tokens so far
+  int32_t prompt_len = 0;
+  uint64_t draw = 0;  // tokens this request has drawn before
+};
+
 struct SequenceStep {
   std::span<const int32_t> tokens;       // new tokens, at least one
   int32_t start_position = 0;            // position of tokens[0]
   std::span<const int32_t> block_table;  // block ids of positions 0.. (16 per block)
   LogitsMode logits = LogitsMode::kLast;
+  // With LogitsMode::kLast, a backend for which samples_on_device() is true
+  // may choose the token itself (StepResult::tokens) instead of returning
+  // logits. Null: return logits.
+  const DeviceSampling* sampling = nullptr;
 };
 
 struct StepResult {
@@ -44,9 +58,11 @@ struct StepResult {
   std::vector<float> logits;
   // Per sequence: index of its first logits row, or -1 (LogitsMode::kNone).
   std::vector<int32_t> first_row;
-  // A backend that picks tokens itself (the simulated one) leaves `logits`
-  // empty and gives one token per row here; the engine then records the
-  // token with the sampler instead of sampling.
+  // A backend that picks tokens itself gives one entry per row here: the
+  // token, or -1 for a row whose logits it returned instead (the simulated
+  // backend chooses every row and leaves `logits` empty; the CUDA backend
+  // chooses the rows with SequenceStep::sampling). The engine records a
+  // chosen token with its sampler instead of sampling.
   std::vector<int32_t> tokens;
 
   const float* Row(int32_t row) const {
@@ -83,6 +99,8 @@ class Backend {
   virtual const ModelConfig& config() const = 0;
   virtual int32_t num_kv_blocks() const = 0;
   virtual std::string_view name() const = 0;
+  // True if Forward honours SequenceStep::sampling.
+  virtual bool samples_on_device() const { return false; }
 };
 
 // Checks shared by backends. ValidateBatch: every sequence has tokens in

@@ -260,6 +260,10 @@ bool Engine::Step() {
   if (plan.empty()) return false;
   std::vector<SequenceStep> steps;
   steps.reserve(plan.size());
+  // A backend that samples on its device chooses the tokens of sequences
+  // that want no logprobs (those need the logits here).
+  std::vector<DeviceSampling> device_sampling;
+  device_sampling.reserve(plan.size());
   int64_t prefill = 0, decode = 0;
   for (const ScheduledSequence& p : plan) {
     Sequence* s = p.seq;
@@ -268,6 +272,11 @@ bool Engine::Step() {
     steps.push_back({std::span<const int32_t>(s->tokens).subspan(s->num_computed, p.num_tokens),
                      s->num_computed, s->block_table,
                      last ? LogitsMode::kLast : LogitsMode::kNone});
+    if (last && backend_->samples_on_device() && s->request.logprobs() == 0) {
+      device_sampling.push_back({ToSamplingOptions(s->request.sampling()), s->tokens,
+                                 s->prompt_len, static_cast<uint64_t>(s->generated())});
+      steps.back().sampling = &device_sampling.back();
+    }
     if (p.num_tokens == 1 && s->num_computed >= s->prompt_len) {
       ++decode;
     } else {
@@ -331,7 +340,7 @@ bool Engine::Step() {
     }
     const int32_t row = step_result_.first_row[i];
     if (row < 0) continue;
-    const bool chosen_by_backend = !step_result_.tokens.empty();
+    const bool chosen_by_backend = !step_result_.tokens.empty() && step_result_.tokens[row] >= 0;
     std::span<const float> logits;
     int32_t token;
     if (chosen_by_backend) {

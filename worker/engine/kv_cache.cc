@@ -13,7 +13,7 @@
 namespace tokenfab {
 
 uint64_t KvCache::BytesPerBlock(const ModelConfig& c, KvDType dtype) {
-  const uint64_t elem = dtype == KvDType::kF16 ? 2 : 4;
+  const uint64_t elem = dtype == KvDType::kF32 ? 4 : 2;
   return 2ull * c.num_layers * c.num_kv_heads * kKvBlockSize * c.head_dim * elem;
 }
 
@@ -32,6 +32,9 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& conf
   if (options.num_blocks <= 0) {
     return absl::InvalidArgumentError(
         StrCat("KV cache needs at least one block, got ", options.num_blocks));
+  }
+  if (options.dtype == KvDType::kBF16) {
+    return absl::InvalidArgumentError("the CPU KV cache holds f16 or f32; bf16 is the CUDA cache's");
   }
   const uint64_t per_block = BytesPerBlock(config, options.dtype);
   const uint64_t blocks = static_cast<uint64_t>(options.num_blocks);

@@ -27,7 +27,7 @@ struct KvLayout {
   int32_t head_dim = 0;
   KvDType dtype = KvDType::kF16;
 
-  int32_t ElementBytes() const { return dtype == KvDType::kF16 ? 2 : 4; }
+  int32_t ElementBytes() const { return dtype == KvDType::kF32 ? 4 : 2; }
   // Bytes of K and V of one position in one layer.
   int64_t PositionBytes() const { return 2ll * num_kv_heads * head_dim * ElementBytes(); }
   bool operator==(const KvLayout&) const = default;

@@ -18,7 +18,8 @@
 
 namespace tokenfab {
 
-enum class KvDType { kF16, kF32 };
+// kBF16 is the CUDA backend's cache type; the CPU cache holds f16 or f32.
+enum class KvDType { kF16, kF32, kBF16 };
 
 struct KvLayerView {
   KvDType dtype = KvDType::kF16;

@@ -22,7 +22,17 @@ T Get(const uint8_t* p) {
   return v;
 }
 
-int32_t DTypeCode(KvDType d) { return d == KvDType::kF16 ? 0 : 1; }
+int32_t DTypeCode(KvDType d) {
+  switch (d) {
+    case KvDType::kF16:
+      return 0;
+    case KvDType::kF32:
+      return 1;
+    case KvDType::kBF16:
+      return 2;
+  }
+  return -1;
+}
 
 }  // namespace
 
