@@ -10,6 +10,7 @@
 #include "server/sim_cost_model.h"
 #include "server/worker_stubs.h"
 #include "worker/engine/cpu_backend.h"
+#include "worker/engine/cuda_module.h"
 #include "worker/engine/sim_backend.h"
 #include "worker/engine_energy.h"
 #include "worker/power/sim_power_meter.h"
@@ -21,18 +22,25 @@ namespace {
 
 absl::Status CheckOptions(const WorkerNodeOptions& o) {
   if (o.router.empty()) return absl::InvalidArgumentError("--router HOST:PORT is required");
-  if (o.device.rfind("cuda:", 0) == 0) {
-    return absl::UnimplementedError(
-        StrCat("--device ", o.device, ": this build has no CUDA backend yet; use --device cpu"));
-  }
-  if (o.device != "cpu") {
-    return absl::InvalidArgumentError(
-        StrCat("--device must be cpu or cuda:N, got '", o.device, "'"));
+  const bool gpu = o.device != "cpu";
+  if (gpu) {
+    RETURN_IF_ERROR(ParseCudaDevice(o.device).status());
+    if (o.backend != "cuda") {
+      return absl::InvalidArgumentError(
+          StrCat("--device ", o.device, " runs the cuda backend, not --backend ", o.backend));
+    }
+    if (o.gpu_memory_fraction <= 0 || o.gpu_memory_fraction > 1) {
+      return absl::InvalidArgumentError(StrCat("--gpu-memory-fraction must be in (0, 1], got ",
+                                               o.gpu_memory_fraction));
+    }
+  } else if (o.backend == "cuda") {
+    return absl::InvalidArgumentError("--backend cuda needs --device cuda:N");
   }
   if (o.transport == "nccl") {
-    return absl::FailedPreconditionError(
-        "--transport nccl moves KV between GPU workers; a --device cpu worker uses --transport "
-        "tcp");
+    return absl::UnimplementedError(
+        gpu ? "--transport nccl is not built yet; GPU workers move KV over --transport tcp"
+            : "--transport nccl moves KV between GPU workers; a --device cpu worker uses "
+              "--transport tcp");
   }
   if (o.transport != "tcp") {
     return absl::InvalidArgumentError(
@@ -51,7 +59,7 @@ absl::Status CheckOptions(const WorkerNodeOptions& o) {
                                                o.sim_profile->kv_blocks,
                                                ") is out of range for a simulated worker"));
     }
-  } else if (o.backend != "cpu") {
+  } else if (o.backend != "cpu" && o.backend != "cuda") {
     return absl::InvalidArgumentError(
         StrCat("--backend must be cpu or sim, got '", o.backend, "'"));
   }
@@ -105,6 +113,17 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
     ASSIGN_OR_RETURN(auto backend, SimBackend::Create(model.config, std::move(so)));
     sim = backend.get();
     node->backend_ = std::move(backend);
+  } else if (o.backend == "cuda") {
+    CudaBackendOptions co;
+    ASSIGN_OR_RETURN(co.device, ParseCudaDevice(o.device));
+    co.kv_cache_mb = o.kv_cache_mb_given ? o.kv_cache_mb : 0;
+    co.gpu_memory_fraction = o.gpu_memory_fraction;
+    co.max_batched_tokens = o.scheduler.max_batched_tokens;
+    co.max_num_seqs = o.scheduler.max_num_seqs;
+    co.cuda_graphs = o.cuda_graphs;
+    ASSIGN_OR_RETURN(CudaBackendHandle cuda, CreateCudaBackend(model.config, model.weights, co));
+    std::fprintf(stderr, "tokenfab worker: %s\n", cuda.description.c_str());
+    node->backend_ = std::move(cuda.backend);
   } else {
     ASSIGN_OR_RETURN(const int32_t blocks,
                      KvCache::BlocksIn(model.config, o.kv_dtype, o.kv_cache_mb));

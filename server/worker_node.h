@@ -37,14 +37,22 @@ struct WorkerNodeOptions {
   internal::v1::WorkerRole role = internal::v1::WORKER_ROLE_BOTH;
   std::string listen = "127.0.0.1:0";  // the Worker service
   std::string advertise_host;          // what the router and peers dial (default: the listen host)
+  // "cpu" or "cuda:N" (the CUDA backend, loaded from its module).
   std::string device = "cpu";
-  // "cpu", or "sim": the profile's timing and power in place of the
-  // forward pass (sim_backend.h), with the profile's KV blocks.
+  // "cpu" (on --device cpu; "cuda" on a GPU), or "sim": the profile's
+  // timing and power in place of the forward pass (sim_backend.h), with
+  // the profile's KV blocks.
   std::string backend = "cpu";
   std::shared_ptr<const Profile> sim_profile;
   std::string transport = "tcp";
   int32_t threads = 1;
   int32_t kv_cache_mb = 1024;
+  // On a GPU the KV cache is kv_cache_mb only when given; otherwise it
+  // takes what fits in gpu_memory_fraction of the GPU (as vLLM's
+  // --gpu-memory-utilization).
+  bool kv_cache_mb_given = false;
+  double gpu_memory_fraction = 0.9;
+  bool cuda_graphs = true;
   KvDType kv_dtype = KvDType::kF16;
   SchedulerOptions scheduler;
   std::chrono::milliseconds prefill_timeout{30000};

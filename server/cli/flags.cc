@@ -67,6 +67,13 @@ FlagSet::Flag* FlagSet::Find(std::string_view name) {
   return nullptr;
 }
 
+bool FlagSet::WasGiven(std::string_view name) const {
+  for (const Flag& f : flags_) {
+    if (f.name == name) return f.seen;
+  }
+  return false;
+}
+
 absl::Status FlagSet::Parse(const std::vector<std::string>& args) {
   for (size_t i = 0; i < args.size(); ++i) {
     std::string_view arg = args[i];

@@ -31,6 +31,8 @@ class FlagSet {
   // help_requested() and stops. Errors are one line naming the flag.
   absl::Status Parse(const std::vector<std::string>& args);
   bool help_requested() const { return help_requested_; }
+  // True if the arguments named the flag (whatever its value).
+  bool WasGiven(std::string_view name) const;
   std::string Usage() const;
 
  private:
