@@ -179,8 +179,15 @@ TEST_F(CliTest, WorkerAndRouterRefuseBadFlagsWithOneLine) {
   ExpectOneLineError(Tokenfab({"worker", "--router", "127.0.0.1:1", "--role", "cook"}),
                      "--role must be prefill, decode or both");
   ExpectOneLineError(
-      Tokenfab({"worker", "--router", "127.0.0.1:1", "--model", model_, "--device", "cuda:0"}),
-      "no CUDA backend yet");
+      Tokenfab({"worker", "--router", "127.0.0.1:1", "--model", model_, "--device", "gpu0"}),
+      "--device must be cpu or cuda:N");
+  if (::access("/dev/nvidiactl", F_OK) != 0) {
+    // No driver: the CUDA backend (or its module, in a build without nvcc)
+    // says why in one line.
+    ExpectOneLineError(
+        Tokenfab({"worker", "--router", "127.0.0.1:1", "--model", model_, "--device", "cuda:0"}),
+        "cuda:");
+  }
   ExpectOneLineError(
       Tokenfab({"worker", "--router", "127.0.0.1:1", "--model", model_, "--transport", "nccl"}),
       "--transport nccl moves KV between GPU workers");
