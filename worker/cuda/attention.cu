@@ -168,9 +168,10 @@ struct PrefillSmem {
   static constexpr int kLdp = kTile + kHPad;  // P rows (bf16)
   static constexpr int kLdo = D + kSPad;      // O rows (float)
   static constexpr size_t kQ = 0;
-  static constexpr size_t kK = kQ + sizeof(bf16) * kTile * kLdh;
-  static constexpr size_t kV = kK + sizeof(bf16) * kTile * kLdh;
-  static constexpr size_t kS = kV + sizeof(bf16) * kTile * kLdh;
+  // Keys, then values, of one step share a buffer (never live together), so
+  // head_dim 128 fits the 99 KB a block may have on sm_86/sm_89 too.
+  static constexpr size_t kKV = kQ + sizeof(bf16) * kTile * kLdh;
+  static constexpr size_t kS = kKV + sizeof(bf16) * kTile * kLdh;
   static constexpr size_t kP = kS + sizeof(float) * kTile * kLds;
   static constexpr size_t kO = kP + sizeof(bf16) * kTile * kLdp;
   static constexpr size_t kStats = kO + sizeof(float) * kTile * kLdo;  // max, sum, alpha
@@ -186,8 +187,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   extern __shared__ __align__(128) unsigned char prefill_smem[];
   unsigned char* smem = prefill_smem;
   bf16* Qs = reinterpret_cast<bf16*>(smem + L::kQ);
-  bf16* Ks = reinterpret_cast<bf16*>(smem + L::kK);
-  bf16* Vs = reinterpret_cast<bf16*>(smem + L::kV);
+  bf16* KVs = reinterpret_cast<bf16*>(smem + L::kKV);
   float* S = reinterpret_cast<float*>(smem + L::kS);
   bf16* P = reinterpret_cast<bf16*>(smem + L::kP);
   float* O = reinterpret_cast<float*>(smem + L::kO);
@@ -221,19 +221,22 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int32_t steps = last / kTile + 1;
   for (int32_t step = 0; step < steps; ++step) {
     const int32_t p0 = step * kTile;
-    __syncthreads();  // previous step's K/V reads are done
-    for (int32_t idx = threadIdx.x; idx < kTile * D / kVec; idx += blockDim.x) {
-      const int32_t r = idx / (D / kVec), c = (idx % (D / kVec)) * kVec;
-      const int32_t pos = p0 + r;
-      uint4 kv = make_uint4(0, 0, 0, 0), vv = make_uint4(0, 0, 0, 0);
-      if (pos <= last) {
-        const int64_t at = CacheRow(table, pos, a.num_kv_heads, kvh, D) + c;
-        kv = *reinterpret_cast<const uint4*>(a.k_cache + at);
-        vv = *reinterpret_cast<const uint4*>(a.v_cache + at);
+    // One step's 64 keys (then values) into shared memory; positions past
+    // the tile's last query read as zeros.
+    auto load = [&](const bf16* cache) {
+      for (int32_t idx = threadIdx.x; idx < kTile * D / kVec; idx += blockDim.x) {
+        const int32_t r = idx / (D / kVec), c = (idx % (D / kVec)) * kVec;
+        const int32_t pos = p0 + r;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (pos <= last) {
+          v = *reinterpret_cast<const uint4*>(cache + CacheRow(table, pos, a.num_kv_heads, kvh, D) +
+                                              c);
+        }
+        *reinterpret_cast<uint4*>(KVs + r * L::kLdh + c) = v;
       }
-      *reinterpret_cast<uint4*>(Ks + r * L::kLdh + c) = kv;
-      *reinterpret_cast<uint4*>(Vs + r * L::kLdh + c) = vv;
-    }
+    };
+    __syncthreads();  // every warp is done with the previous step's values
+    load(a.k_cache);
     __syncthreads();
 
     // S = Q K^T for this warp's 16 rows.
@@ -245,7 +248,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;
         wmma::load_matrix_sync(fa, Qs + r0 * L::kLdh + k * 16, L::kLdh);
-        wmma::load_matrix_sync(fb, Ks + n * 16 * L::kLdh + k * 16, L::kLdh);
+        wmma::load_matrix_sync(fb, KVs + n * 16 * L::kLdh + k * 16, L::kLdh);
         wmma::mma_sync(acc, fa, fb, acc);
       }
       wmma::store_matrix_sync(S + r0 * L::kLds + n * 16, acc, L::kLds, wmma::mem_row_major);
@@ -291,6 +294,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
     __syncwarp();
 
+    __syncthreads();  // every warp is done with the keys
+    load(a.v_cache);
+    __syncthreads();
+
     // O += P V for the warp's rows.
     for (int32_t n = 0; n < D / 16; ++n) {
       wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
@@ -299,7 +306,7 @@ __global__ void __launch_bounds__(kWarps * 32)
         wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
         wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
         wmma::load_matrix_sync(fa, P + r0 * L::kLdp + k * 16, L::kLdp);
-        wmma::load_matrix_sync(fb, Vs + k * 16 * L::kLdh + n * 16, L::kLdh);
+        wmma::load_matrix_sync(fb, KVs + k * 16 * L::kLdh + n * 16, L::kLdh);
         wmma::mma_sync(acc, fa, fb, acc);
       }
       wmma::store_matrix_sync(O + r0 * L::kLdo + n * 16, acc, L::kLdo, wmma::mem_row_major);
@@ -326,6 +333,31 @@ cudaError_t LaunchPrefill(const AttentionArgs& a, const PrefillTile* tiles, int3
 
 }  // namespace
 
+size_t DecodeSmemBytes(int32_t num_heads, int32_t num_kv_heads, int32_t head_dim) {
+  const int32_t group = num_heads / num_kv_heads;
+  return sizeof(float) * static_cast<size_t>(group) * (2 * head_dim + kChunk);
+}
+
+cudaError_t PrepareDecodeAttention(int32_t num_heads, int32_t num_kv_heads, int32_t head_dim) {
+  if (num_kv_heads < 1 || num_heads % num_kv_heads != 0 || num_heads / num_kv_heads > 32 ||
+      head_dim > kMaxHeadDimDecode) {
+    return cudaErrorInvalidValue;
+  }
+  int device = 0, optin = 0;
+  cudaError_t e = cudaGetDevice(&device);
+  if (e == cudaSuccess) {
+    e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  }
+  if (e != cudaSuccess) return e;
+  cudaFuncAttributes attr{};
+  e = cudaFuncGetAttributes(&attr, DecodeSplitKernel);
+  if (e != cudaSuccess) return e;
+  const size_t dynamic = DecodeSmemBytes(num_heads, num_kv_heads, head_dim);
+  if (dynamic + attr.sharedSizeBytes > static_cast<size_t>(optin)) return cudaErrorInvalidValue;
+  return cudaFuncSetAttribute(DecodeSplitKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              static_cast<int>(dynamic));
+}
+
 int32_t DecodeSplits(int32_t n, int32_t num_kv_heads, int32_t max_context, int32_t sm_count) {
   const int32_t by_length = (max_context + kChunk - 1) / kChunk;
   const int64_t blocks = static_cast<int64_t>(n) * num_kv_heads;
@@ -348,9 +380,7 @@ cudaError_t LaunchDecodeAttention(const AttentionArgs& a, int32_t max_context, i
   float* part_out = scratch;
   float* part_max = scratch + parts * a.head_dim;
   float* part_sum = part_max + parts;
-  const int32_t group = a.num_heads / a.num_kv_heads;
-  const size_t smem = sizeof(float) * static_cast<size_t>(group) * (2 * a.head_dim + kChunk);
-  if (smem > 48 * 1024) return cudaErrorInvalidValue;
+  const size_t smem = DecodeSmemBytes(a.num_heads, a.num_kv_heads, a.head_dim);
   DecodeSplitKernel<<<dim3(a.n, a.num_kv_heads, num_splits), kDecodeThreads, smem, stream>>>(
       a, SplitLen(max_context, num_splits), num_splits, part_out, part_max, part_sum);
   cudaError_t e = cudaGetLastError();
@@ -360,7 +390,17 @@ cudaError_t LaunchDecodeAttention(const AttentionArgs& a, int32_t max_context, i
   return cudaGetLastError();
 }
 
-bool PrefillAttentionSupports(int32_t head_dim) { return head_dim == 64 || head_dim == 128; }
+bool PrefillAttentionSupports(int32_t head_dim) {
+  if (head_dim != 64 && head_dim != 128) return false;
+  int device = 0, optin = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) !=
+          cudaSuccess) {
+    return false;
+  }
+  const size_t need = head_dim == 64 ? PrefillSmem<64>::kBytes : PrefillSmem<128>::kBytes;
+  return need <= static_cast<size_t>(optin);
+}
 
 cudaError_t LaunchPrefillAttention(const AttentionArgs& a, const PrefillTile* tiles,
                                    int32_t num_tiles, cudaStream_t stream) {

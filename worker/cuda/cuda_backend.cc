@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "common/status_macros.h"
@@ -15,6 +16,8 @@ namespace {
 constexpr int32_t kGraphBatches[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
 constexpr int32_t kMinGraphContext = 1024;
 constexpr int32_t kPrefillTile = 64;
+// Cache slots (block * 16 + slot, the spare block included) stay int32.
+constexpr int32_t kMaxBlocks = INT32_MAX / kKvBlock - 2;
 
 int32_t CeilDiv(int64_t a, int64_t b) { return static_cast<int32_t>((a + b - 1) / b); }
 
@@ -35,6 +38,7 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
     : config_(config), options_(options) {}
 
 CudaBackend::~CudaBackend() {
+  cudaSetDevice(options_.device);
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
   graphs_.clear();
@@ -79,6 +83,15 @@ absl::Status CudaBackend::Init(const ModelWeights& weights) {
                                                 "; the CUDA backend needs sm_80 or newer (bf16)"));
   }
   sm_count_ = prop.multiProcessorCount;
+  if (const cudaError_t e =
+          PrepareDecodeAttention(config_.num_heads, config_.num_kv_heads, config_.head_dim);
+      e != cudaSuccess) {
+    return absl::InvalidArgumentError(StrCat(
+        "the CUDA backend cannot run ", config_.num_heads, " query heads on ", config_.num_kv_heads,
+        " KV heads of ", config_.head_dim,
+        " (at most 32 query heads per KV head, head_dim up to 256): ", cudaGetErrorString(e)));
+  }
+  prefill_kernel_ = PrefillAttentionSupports(config_.head_dim);
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&kv_stream_, cudaStreamNonBlocking));
   ASSIGN_OR_RETURN(gemm_, Gemm::Create());
@@ -122,16 +135,17 @@ absl::Status CudaBackend::Init(const ModelWeights& weights) {
   const uint64_t block_bytes = static_cast<uint64_t>(kv_layout().PositionBytes()) * kKvBlock *
                                static_cast<uint64_t>(c.num_layers);
   if (options_.num_kv_blocks > 0) {
-    num_blocks_ = options_.num_kv_blocks;
+    num_blocks_ = std::min(options_.num_kv_blocks, kMaxBlocks);
   } else if (options_.kv_cache_mb > 0) {
     num_blocks_ = static_cast<int32_t>(std::min<uint64_t>(
-        (static_cast<uint64_t>(options_.kv_cache_mb) << 20) / block_bytes, 1 << 30));
+        (static_cast<uint64_t>(options_.kv_cache_mb) << 20) / block_bytes, kMaxBlocks));
   } else {
     size_t free_bytes = 0, total_bytes = 0;
     CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes));
     const double budget = static_cast<double>(total_bytes) * options_.gpu_memory_fraction -
                           static_cast<double>(total_bytes - free_bytes) - (512.0 * (1 << 20));
-    num_blocks_ = budget > 0 ? static_cast<int32_t>(std::min(budget / block_bytes, 1e9)) : 0;
+    num_blocks_ =
+        budget > 0 ? static_cast<int32_t>(std::min<double>(budget / block_bytes, kMaxBlocks)) : 0;
   }
   if (num_blocks_ < 1) {
     return absl::ResourceExhaustedError(StrCat("no GPU memory is left for the KV cache after ",
@@ -142,6 +156,9 @@ absl::Status CudaBackend::Init(const ModelWeights& weights) {
                (static_cast<size_t>(num_blocks_) + 1) * block_bytes / sizeof(bf16), "KV cache"));
   CUDA_RETURN_IF_ERROR(cudaMemset(kv_.get(), 0, kv_.bytes()));
   args_h_.get()[6 * T + max_table_entries_] = num_blocks_;  // the spare block's table
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(args_d_.get() + 6 * T + max_table_entries_,
+                                  args_h_.get() + 6 * T + max_table_entries_, sizeof(int32_t),
+                                  cudaMemcpyHostToDevice));
   description_ =
       StrCat(prop.name, " (cuda:", options_.device, ", sm_", prop.major, prop.minor, ", ",
              sm_count_, " SMs): weights ", Fixed(model_.bytes / 1073741824.0, 2), " GiB, KV cache ",
@@ -158,14 +175,18 @@ KvLayer CudaBackend::Layer(int32_t layer) const {
 
 absl::Status CudaBackend::Upload(const StepPlan& p) {
   const size_t T = max_tokens_;
-  // Tables sit after the six per-token arrays; copy up to the last used
-  // entry (the spare block's table is at the very end and always there).
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(args_d_.get(), args_h_.get(),
-                                       sizeof(int32_t) * (6 * T + p.table_entries),
-                                       cudaMemcpyHostToDevice, stream_));
-  const size_t spare = 6 * T + max_table_entries_;
-  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(args_d_.get() + spare, args_h_.get() + spare,
-                                       sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  // The used head of each of the six per-token arrays, then the tables
+  // (the spare block's table, at the very end, is copied once in Init).
+  const int32_t used[6] = {p.n, p.n, p.n, p.n, p.decode_rows, p.logit_rows};
+  for (size_t i = 0; i < 6; ++i) {
+    if (used[i] == 0) continue;
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(args_d_.get() + i * T, args_h_.get() + i * T,
+                                         sizeof(int32_t) * used[i], cudaMemcpyHostToDevice,
+                                         stream_));
+  }
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(args_d_.get() + 6 * T, args_h_.get() + 6 * T,
+                                       sizeof(int32_t) * p.table_entries, cudaMemcpyHostToDevice,
+                                       stream_));
   if (p.tiles > 0) {
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(tiles_d_.get(), tiles_h_.get(),
                                          sizeof(PrefillTile) * p.tiles, cudaMemcpyHostToDevice,
@@ -267,18 +288,26 @@ absl::Status CudaBackend::Enqueue(const StepPlan& p, const LayerDone& after_laye
 
 absl::Status CudaBackend::ReplayDecodeGraph(const StepPlan& p) {
   const std::pair<int32_t, int32_t> key{p.n, p.max_context};
+  if (failed_graphs_.contains(key)) return Enqueue(p, nullptr);
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {
     cudaGraph_t graph = nullptr;
     CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-    const absl::Status enqueued = Enqueue(p, nullptr);
+    absl::Status captured = Enqueue(p, nullptr);
     const cudaError_t ended = cudaStreamEndCapture(stream_, &graph);
-    RETURN_IF_ERROR(enqueued);
-    CUDA_RETURN_IF_ERROR(ended);
+    if (captured.ok()) captured = CudaStatus(ended, "cudaStreamEndCapture");
     cudaGraphExec_t exec = nullptr;
-    const cudaError_t made = cudaGraphInstantiate(&exec, graph, 0);
-    cudaGraphDestroy(graph);
-    CUDA_RETURN_IF_ERROR(made);
+    if (captured.ok())
+      captured = CudaStatus(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    if (!captured.ok()) {
+      // This shape runs eagerly from now on; the step itself still runs.
+      std::fprintf(stderr, "tokenfab cuda: no CUDA graph for batch %d, context %d (%s); eager\n",
+                   p.n, p.max_context, std::string(captured.message()).c_str());
+      cudaGetLastError();  // clear a sticky launch error of the capture
+      failed_graphs_.insert(key);
+      return Enqueue(p, nullptr);
+    }
     it = graphs_.emplace(key, exec).first;
   }
   CUDA_RETURN_IF_ERROR(cudaGraphLaunch(it->second, stream_));
@@ -287,6 +316,9 @@ absl::Status CudaBackend::ReplayDecodeGraph(const StepPlan& p) {
 
 absl::Status CudaBackend::Forward(std::span<const SequenceStep> batch, StepResult* result,
                                   const LayerDone& after_layer) {
+  // The engine thread is not the one that created the backend, and the
+  // current device is per thread.
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
   RETURN_IF_ERROR(ValidateBatch(batch, config_, num_blocks_));
   const ModelConfig& c = config_;
   const int32_t T = max_tokens_;
@@ -306,7 +338,7 @@ absl::Status CudaBackend::Forward(std::span<const SequenceStep> batch, StepResul
   StepPlan p;
   std::vector<const DeviceSampling*> row_sampling;
   result->first_row.assign(batch.size(), -1);
-  const bool prefill_kernel = PrefillAttentionSupports(c.head_dim);
+  const bool prefill_kernel = prefill_kernel_;
   int32_t t = 0;
   for (size_t si = 0; si < batch.size(); ++si) {
     const SequenceStep& s = batch[si];
@@ -409,16 +441,28 @@ absl::Status CudaBackend::Forward(std::span<const SequenceStep> batch, StepResul
       RETURN_IF_ERROR(history_d_.Reserve(history * 2, "sampling history"));
     }
     int32_t history_used = 0;
-    std::vector<int32_t> sampled_rows;
+    std::vector<int32_t> sampled_rows, logits_rows;
+    for (int32_t r = 0; r < rows; ++r) {
+      if (row_sampling[r0 + r] == nullptr) logits_rows.push_back(r);
+    }
+    // Logits come back through pinned memory: the whole chunk in one copy
+    // when every row wants them, else row by row.
+    if (!logits_rows.empty()) {
+      RETURN_IF_ERROR(logits_h_.Reserve(static_cast<size_t>(max_rows_) * c.vocab_size, "logits"));
+      if (static_cast<int32_t>(logits_rows.size()) == rows) {
+        CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logits_h_.get(), logits_.get(), row_bytes * rows,
+                                             cudaMemcpyDeviceToHost, stream_));
+      } else {
+        for (int32_t r : logits_rows) {
+          const size_t at = static_cast<size_t>(r) * c.vocab_size;
+          CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logits_h_.get() + at, logits_.get() + at, row_bytes,
+                                               cudaMemcpyDeviceToHost, stream_));
+        }
+      }
+    }
     for (int32_t r = 0; r < rows; ++r) {
       const DeviceSampling* s = row_sampling[r0 + r];
-      if (s == nullptr) {
-        CUDA_RETURN_IF_ERROR(
-            cudaMemcpyAsync(result->logits.data() + static_cast<size_t>(r0 + r) * c.vocab_size,
-                            logits_.get() + static_cast<size_t>(r) * c.vocab_size, row_bytes,
-                            cudaMemcpyDeviceToHost, stream_));
-        continue;
-      }
+      if (s == nullptr) continue;
       SamplingRow& row = rows_h_.get()[n_sampled++];
       row = {};
       row.logits_row = r;
@@ -457,7 +501,15 @@ absl::Status CudaBackend::Forward(std::span<const SequenceStep> batch, StepResul
     }
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
     for (int32_t i = 0; i < n_sampled; ++i) result->tokens[sampled_rows[i]] = sampled_h_.get()[i];
+    for (int32_t r : logits_rows) {
+      std::memcpy(result->logits.data() + static_cast<size_t>(r0 + r) * c.vocab_size,
+                  logits_h_.get() + static_cast<size_t>(r) * c.vocab_size, row_bytes);
+    }
   }
+  // A step without logits (a prefill chunk) still ends here: the next step
+  // rewrites the pinned arguments this one's copies read, and KV import and
+  // export on the other stream must see this step's cache writes.
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
   return absl::OkStatus();
 }
 
@@ -477,6 +529,7 @@ absl::Status CudaBackend::UploadKvSlots(std::span<const int32_t> block_table, in
 
 absl::Status CudaBackend::ReadKv(int32_t layer, std::span<const int32_t> block_table, int32_t first,
                                  int32_t count, std::span<uint8_t> dst) const {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
   RETURN_IF_ERROR(CheckKvRange(config_, kv_layout(), num_blocks_, layer, block_table, first, count,
                                dst.size()));
   RETURN_IF_ERROR(UploadKvSlots(block_table, first, count));
@@ -491,6 +544,7 @@ absl::Status CudaBackend::ReadKv(int32_t layer, std::span<const int32_t> block_t
 
 absl::Status CudaBackend::WriteKv(int32_t layer, std::span<const int32_t> block_table,
                                   int32_t first, int32_t count, std::span<const uint8_t> src) {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
   RETURN_IF_ERROR(CheckKvRange(config_, kv_layout(), num_blocks_, layer, block_table, first, count,
                                src.size()));
   RETURN_IF_ERROR(UploadKvSlots(block_table, first, count));

@@ -3,8 +3,8 @@
 // cache's layout, GEMMs through cuBLASLt, the other steps in this folder's
 // kernels, and token choice on the GPU for sequences that want no logprobs.
 //
-// A step is enqueued on the backend's compute stream and awaited once, when
-// its tokens (or logits) are copied back. Pure decode steps replay a CUDA
+// A step is enqueued on the backend's compute stream and awaited once, at
+// its end (tokens or logits copied back, the cache written). Pure decode steps replay a CUDA
 // graph captured per (batch-size bucket, context bucket), so a small batch
 // costs one launch instead of ~10 per layer. KV import/export for
 // disaggregated prefill uses a second stream.
@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "worker/cuda/device_buffer.h"
 #include "worker/cuda/device_model.h"
@@ -112,7 +113,9 @@ class CudaBackend : public Backend {
   mutable DeviceBuffer<int32_t> kv_slots_d_;
   mutable DeviceBuffer<bf16> kv_packed_d_;
 
+  bool prefill_kernel_ = false;  // the tensor-core prefill fits this GPU and head_dim
   absl::flat_hash_map<std::pair<int32_t, int32_t>, cudaGraphExec_t> graphs_;
+  absl::flat_hash_set<std::pair<int32_t, int32_t>> failed_graphs_;  // run eagerly instead
 };
 
 }  // namespace tokenfab::cuda

@@ -99,7 +99,12 @@ absl::StatusOr<DeviceModel> DeviceModel::Upload(const ModelConfig& c, const Mode
     DeviceLayer d;
     ASSIGN_OR_RETURN(d.attn_norm, UploadFloats(lw.attn_norm, "attn_norm", up));
     ASSIGN_OR_RETURN(d.ffn_norm, UploadFloats(lw.ffn_norm, "ffn_norm", up));
-    if (!lw.bq.empty()) {
+    if (!lw.bq.empty() || !lw.bk.empty() || !lw.bv.empty()) {
+      if (lw.bq.size() != static_cast<size_t>(qd) || lw.bk.size() != static_cast<size_t>(kvd) ||
+          lw.bv.size() != static_cast<size_t>(kvd)) {
+        return absl::InvalidArgumentError(
+            StrCat("layer ", l, ": the CUDA backend needs q, k and v biases together"));
+      }
       std::vector<float> bias(lw.bq);
       bias.insert(bias.end(), lw.bk.begin(), lw.bk.end());
       bias.insert(bias.end(), lw.bv.begin(), lw.bv.end());

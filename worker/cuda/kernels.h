@@ -109,6 +109,11 @@ struct AttentionArgs {
 // max_context) is capturable in a CUDA graph. DecodeSplits picks a count
 // that gives the GPU's `sm_count` multiprocessors two blocks each.
 // Scratch: DecodeScratchFloats(n, ...) floats.
+// Once per device and model shape, before any launch (and outside graph
+// capture): checks the shape (query heads a multiple of KV heads, at most 32
+// per group, head_dim <= 256) and lets the kernel use the shared memory it
+// needs beyond 48 KB. cudaErrorInvalidValue for a shape it cannot run.
+cudaError_t PrepareDecodeAttention(int32_t num_heads, int32_t num_kv_heads, int32_t head_dim);
 int32_t DecodeSplits(int32_t n, int32_t num_kv_heads, int32_t max_context, int32_t sm_count);
 int64_t DecodeScratchFloats(int32_t n, int32_t num_heads, int32_t head_dim, int32_t num_splits);
 cudaError_t LaunchDecodeAttention(const AttentionArgs& a, int32_t max_context, int32_t num_splits,
@@ -116,7 +121,8 @@ cudaError_t LaunchDecodeAttention(const AttentionArgs& a, int32_t max_context, i
 
 // Prefill: query tiles of up to 64 consecutive tokens of one sequence,
 // causal over the cache (cached prefix blocks included), on tensor cores.
-// head_dim 64 or 128; other sizes use LaunchDecodeAttention per token.
+// head_dim 64 or 128 where the device has the shared memory (PrefillAttentionSupports
+// asks the current device); otherwise the backend runs LaunchDecodeAttention per token.
 struct PrefillTile {
   int32_t first_row = 0;  // row of the tile's first token in q / out
   int32_t count = 0;      // 1..64

@@ -1,6 +1,8 @@
 // The per-token kernels of a decoder layer: embedding, residual + RMSNorm,
 // rotary embedding, SiLU-and-multiply, and the KV cache's writes and copies.
 // All are bandwidth-bound, one pass over their data.
+#include <algorithm>
+
 #include "worker/cuda/device_util.cuh"
 #include "worker/cuda/kernels.h"
 
@@ -125,6 +127,8 @@ __global__ void KvCopyKernel(KvLayer kv, const int32_t* slots, int32_t count, bf
   }
 }
 
+// Grid (column blocks, rows); rows beyond 65535 (grid y's limit) in
+// further launches.
 __global__ void SiluMulKernel(const bf16* gate_up, int32_t ff, bf16* out) {
   const int64_t t = blockIdx.y;
   const bf16* g = gate_up + t * 2 * ff;
@@ -200,9 +204,14 @@ cudaError_t LaunchSiluMul(const bf16* gate_up, int32_t n, int32_t ff, bf16* out,
                           cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   const int threads = 256;
-  const dim3 grid((ff + threads - 1) / threads, n);
-  SiluMulKernel<<<grid, threads, 0, stream>>>(gate_up, ff, out);
-  return cudaGetLastError();
+  constexpr int32_t kMaxRows = 65535;
+  for (int32_t t0 = 0; t0 < n; t0 += kMaxRows) {
+    const dim3 grid((ff + threads - 1) / threads, std::min(kMaxRows, n - t0));
+    SiluMulKernel<<<grid, threads, 0, stream>>>(gate_up + static_cast<int64_t>(t0) * 2 * ff, ff,
+                                                out + static_cast<int64_t>(t0) * ff);
+    if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
 }
 
 }  // namespace tokenfab::cuda

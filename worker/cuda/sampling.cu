@@ -19,7 +19,7 @@ constexpr float kGreedyTemperature = 1e-5f;
 
 // Larger float, larger key; -inf is the excluded marker and never kept.
 __device__ __forceinline__ uint32_t Key(float f) {
-  const uint32_t u = __float_as_uint(f);
+  const uint32_t u = f == 0.0f ? 0u : __float_as_uint(f);  // -0 and +0 are one value
   return (u & 0x80000000u) != 0 ? ~u : (u | 0x80000000u);
 }
 
@@ -33,10 +33,46 @@ struct Shared {
   uint64_t hist[256];
   uint64_t scan[kThreads / 32];
   float red[32];
+  int32_t red_i[32];
   uint32_t prefix;
   uint64_t need;
   int32_t choice;
 };
+
+// Index of the largest value, the lowest index among equals (0 when all are
+// -inf), given to every thread.
+__device__ int32_t BlockArgMax(const float* w, int32_t vocab, Shared& sh) {
+  float best = -INFINITY;
+  int32_t best_i = 0x7fffffff;
+  for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) {
+    if (w[i] > best || best_i == 0x7fffffff) best = w[i], best_i = i;
+  }
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+    const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+    if (ob > best || (ob == best && oi < best_i)) best = ob, best_i = oi;
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) {
+    sh.red[warp] = best;
+    sh.red_i[warp] = best_i;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    const int warps = blockDim.x >> 5;
+    best = lane < warps ? sh.red[lane] : -INFINITY;
+    best_i = lane < warps ? sh.red_i[lane] : 0x7fffffff;
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+      const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+      if (ob > best || (ob == best && oi < best_i)) best = ob, best_i = oi;
+    }
+    if (lane == 0) sh.choice = best_i == 0x7fffffff ? 0 : best_i;
+  }
+  __syncthreads();
+  return sh.choice;
+}
 
 // Exclusive prefix sum of one value per thread, in thread order; `total`
 // gets the sum. Integer, so exact.
@@ -160,39 +196,21 @@ __global__ void __launch_bounds__(kThreads)
       float v = w[t];
       if ((old & kSeen) != 0) v = v > 0 ? v / r.repetition_penalty : v * r.repetition_penalty;
       const int32_t c = old & ~kSeen;
-      if (pres && c > 0) v -= r.frequency_penalty * static_cast<float>(c) + r.presence_penalty;
+      // Rounded step by step, as the host computes it (no fused multiply-add).
+      if (pres && c > 0) {
+        v = __fsub_rn(v, __fadd_rn(__fmul_rn(r.frequency_penalty, static_cast<float>(c)),
+                                   r.presence_penalty));
+      }
       w[t] = v;
     }
   }
   __syncthreads();
 
+  // The argmax (ties to the lower id): the greedy choice, and the fallback
+  // when filtering leaves no probability mass (as the CPU sampler falls back).
+  const int32_t argmax = BlockArgMax(w, vocab, sh);
   if (r.temperature < kGreedyTemperature) {
-    // Argmax, ties to the lower id.
-    float best = -INFINITY;
-    int32_t best_i = 0x7fffffff;
-    for (int32_t i = threadIdx.x; i < vocab; i += blockDim.x) {
-      if (w[i] > best || best_i == 0x7fffffff) best = w[i], best_i = i;
-    }
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-      const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-      if (ob > best || (ob == best && oi < best_i)) best = ob, best_i = oi;
-    }
-    __shared__ float wb[32];
-    __shared__ int32_t wi[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    if (lane == 0) wb[warp] = best, wi[warp] = best_i;
-    __syncthreads();
-    if (warp == 0) {
-      best = wb[lane];
-      best_i = wi[lane];
-      for (int o = 16; o > 0; o >>= 1) {
-        const float ob = __shfl_xor_sync(0xffffffffu, best, o);
-        const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-        if (ob > best || (ob == best && oi < best_i)) best = ob, best_i = oi;
-      }
-      if (lane == 0) out_tokens[blockIdx.x] = best_i == 0x7fffffff ? 0 : best_i;
-    }
+    if (threadIdx.x == 0) out_tokens[blockIdx.x] = argmax;
     return;
   }
 
@@ -242,6 +260,7 @@ __global__ void __launch_bounds__(kThreads)
     const double u =
         static_cast<double>((static_cast<uint64_t>(bits.x) << 21) ^ bits.y) * 0x1.0p-53;
     sh.need = static_cast<uint64_t>(u * static_cast<double>(total));
+    if (total > 0 && sh.need >= total) sh.need = total - 1;  // u * total rounded up
     sh.choice = -1;
   }
   __syncthreads();
@@ -257,11 +276,8 @@ __global__ void __launch_bounds__(kThreads)
   }
   __syncthreads();
   if (threadIdx.x == 0) {
-    int32_t c = sh.choice;
-    if (c < 0) {  // no mass at all (every logit -inf): the first id, as the CPU draws
-      c = 0;
-    }
-    out_tokens[blockIdx.x] = c;
+    // No mass left (every logit -inf, or min_p above 1): the argmax.
+    out_tokens[blockIdx.x] = sh.choice >= 0 ? sh.choice : argmax;
   }
 }
 

@@ -382,7 +382,7 @@ TEST(CudaGemmTest, MatchesExactProductBf16AndFloatOutputs) {
   std::mt19937 rng(seed);
   auto gemm = Gemm::Create();
   ASSERT_TRUE(gemm.ok()) << gemm.status();
-  for (const auto [n, in, out] :
+  for (const auto& [n, in, out] :
        {std::tuple{1, 576, 1536}, std::tuple{5, 256, 384}, std::tuple{130, 1024, 96}}) {
     SCOPED_TRACE(::testing::Message() << n << "x" << in << " by " << out);
     const std::vector<float> x = RandomBf16Values(rng, n * in);

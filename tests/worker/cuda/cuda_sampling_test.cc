@@ -67,7 +67,11 @@ TEST(CudaSamplingTest, GreedyWithPenaltiesMatchesCpuSampler) {
   std::uniform_int_distribution<int32_t> tok(0, 40);  // few distinct: repeats
   std::vector<float> logits(rows * vocab);
   for (float& l : logits) l = d(rng);
-  for (int32_t i = 0; i < 40; ++i) logits[i] = 9.0f + 0.01f * static_cast<float>(i % 3);
+  // The history's tokens lead every row, so the penalties decide the winner.
+  for (int32_t r = 0; r < rows; ++r) {
+    for (int32_t i = 0; i < 40; ++i)
+      logits[r * vocab + i] = 9.0f + 0.01f * static_cast<float>(i % 3);
+  }
   logits[vocab + 7] = logits[vocab + 5] = 50.0f;  // a tie: the lower id wins
   std::vector<SamplingRow> gpu_rows;
   std::vector<int32_t> history, expected;
@@ -165,11 +169,26 @@ TEST(CudaSamplingTest, DrawsStayInCpuSetWithItsProportions) {
       ASSERT_TRUE(want.count(t)) << "token " << t << " is outside the CPU sampler's set";
       freq[t] += 1.0 / draws;
     }
+    // Total variation over 20 bins of about equal probability (tokens by
+    // probability): per token, 4096 draws from a 2000-token distribution
+    // would differ by ~0.12 even for an exact sampler; over bins, ~0.02.
+    std::vector<std::pair<double, int32_t>> by_p;
+    for (const auto& [t, p] : want) by_p.emplace_back(p, t);
+    std::sort(by_p.rbegin(), by_p.rend());
+    constexpr int kBins = 20;
+    std::vector<double> want_bin(kBins), got_bin(kBins);
+    double cum = 0;
+    for (const auto& [p, t] : by_p) {
+      const int bin = std::min(kBins - 1, static_cast<int>(cum * kBins));
+      cum += p;
+      want_bin[bin] += p;
+      got_bin[bin] += freq.count(t) ? freq.at(t) : 0.0;
+    }
     double tv = 0;
-    for (const auto& [t, p] : want) tv += std::fabs(p - (freq.count(t) ? freq.at(t) : 0.0));
+    for (int b = 0; b < kBins; ++b) tv += std::fabs(want_bin[b] - got_bin[b]);
     tv /= 2;
     EXPECT_LT(tv, 0.08) << "total variation from the CPU distribution over " << want.size()
-                        << " tokens";
+                        << " tokens in " << kBins << " bins";
   }
 }
 
