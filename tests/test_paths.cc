@@ -24,7 +24,12 @@ std::string LlamaCppTestData(const std::string& relative) {
   return CacheDir() + "/testdata/llama.cpp-0.3.36/" + relative;
 }
 
-std::string SourceDir() { return TOKENFAB_SOURCE_DIR; }
+// $TOKENFAB_SOURCE_DIR when the test binaries run from another checkout
+// (copied to a GPU machine, say); else the tree they were built from.
+std::string SourceDir() {
+  if (const char* dir = std::getenv("TOKENFAB_SOURCE_DIR"); dir && *dir) return dir;
+  return TOKENFAB_SOURCE_DIR;
+}
 std::string GoldenPath(const std::string& relative) { return SourceDir() + "/tests/golden/" + relative; }
 std::string TestDataPath(const std::string& relative) { return SourceDir() + "/tests/data/" + relative; }
 std::string TokenfabBinary() { return std::string(TOKENFAB_BINARY_DIR) + "/server/tokenfab"; }
