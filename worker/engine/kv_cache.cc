@@ -1,11 +1,12 @@
 #include "worker/engine/kv_cache.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <limits>
-#include <new>
 
 #include "common/half.h"
 #include "common/strings.h"
@@ -51,13 +52,21 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const ModelConfig& conf
                " tokens) needs ", per_block / 1024 * blocks / 1024, " MiB but this machine has ",
                physical >> 20, " MiB of memory; ask for fewer tokens or use an f16 cache"));
   }
-  try {
-    return std::unique_ptr<KvCache>(new KvCache(config, options));
-  } catch (const std::bad_alloc&) {
+  std::unique_ptr<KvCache> kv(new KvCache(config, options));
+  const size_t bytes = per_block * blocks;
+  // Zero pages on first touch; MAP_NORESERVE: what is never used is never
+  // committed.
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) {
     return absl::ResourceExhaustedError(
-        StrCat("cannot allocate a KV cache of ", per_block * blocks >> 20, " MiB"));
+        StrCat("cannot reserve a KV cache of ", bytes >> 20, " MiB: ", std::strerror(errno)));
   }
+  kv->storage_ = std::unique_ptr<void, Unmap>(p, Unmap{bytes});
+  return kv;
 }
+
+void KvCache::Unmap::operator()(void* p) const { ::munmap(p, bytes); }
 
 KvCache::KvCache(const ModelConfig& config, const KvCacheOptions& options)
     : num_layers_(config.num_layers),
@@ -66,14 +75,8 @@ KvCache::KvCache(const ModelConfig& config, const KvCacheOptions& options)
       num_blocks_(options.num_blocks),
       dtype_(options.dtype),
       layer_elems_(static_cast<int64_t>(options.num_blocks) * config.num_kv_heads * kKvBlockSize *
-                   config.head_dim) {
-  const size_t total = static_cast<size_t>(layer_elems_) * 2 * num_layers_;
-  if (dtype_ == KvDType::kF16) {
-    storage_f16_.assign(total, 0);
-  } else {
-    storage_f32_.assign(total, 0.0f);
-  }
-}
+                   config.head_dim),
+      storage_(nullptr, Unmap{0}) {}
 
 KvLayerView KvCache::LayerView(int32_t layer) const {
   KvLayerView v;
@@ -83,11 +86,11 @@ KvLayerView KvCache::LayerView(int32_t layer) const {
   v.block_size = kKvBlockSize;
   const int64_t base = static_cast<int64_t>(layer) * 2 * layer_elems_;
   if (dtype_ == KvDType::kF16) {
-    v.k = storage_f16_.data() + base;
-    v.v = storage_f16_.data() + base + layer_elems_;
+    v.k = f16() + base;
+    v.v = f16() + base + layer_elems_;
   } else {
-    v.k = storage_f32_.data() + base;
-    v.v = storage_f32_.data() + base + layer_elems_;
+    v.k = f32() + base;
+    v.v = f32() + base + layer_elems_;
   }
   return v;
 }
@@ -153,15 +156,15 @@ void KvCache::Write(int32_t layer, int32_t block, int32_t slot, const float* k, 
     const float* kh = k + static_cast<int64_t>(h) * head_dim_;
     const float* vh = v + static_cast<int64_t>(h) * head_dim_;
     if (dtype_ == KvDType::kF16) {
-      uint16_t* kd = storage_f16_.data() + base + off;
-      uint16_t* vd = storage_f16_.data() + base + layer_elems_ + off;
+      uint16_t* kd = f16() + base + off;
+      uint16_t* vd = f16() + base + layer_elems_ + off;
       for (int32_t d = 0; d < head_dim_; ++d) {
         kd[d] = Fp32ToFp16(kh[d]);
         vd[d] = Fp32ToFp16(vh[d]);
       }
     } else {
-      float* kd = storage_f32_.data() + base + off;
-      float* vd = storage_f32_.data() + base + layer_elems_ + off;
+      float* kd = f32() + base + off;
+      float* vd = f32() + base + layer_elems_ + off;
       for (int32_t d = 0; d < head_dim_; ++d) {
         kd[d] = kh[d];
         vd[d] = vh[d];

@@ -1,5 +1,7 @@
 // The paged KV cache of one backend: for every layer, `num_blocks` blocks of
 // `block_size` token slots of keys and values (layout in kernels/attention.h).
+// Memory is reserved at creation and becomes resident as blocks are first
+// written, so a large --kv-cache-mb costs only what the load uses.
 // Which blocks belong to which sequence is decided outside (block tables);
 // the cache only stores. Written and read by the engine thread during a step.
 #ifndef TOKENFAB_WORKER_ENGINE_KV_CACHE_H_
@@ -76,9 +78,17 @@ class KvCache {
   int32_t head_dim_;
   int32_t num_blocks_;
   KvDType dtype_;
-  int64_t layer_elems_;                // elements of K (or V) per layer
-  std::vector<uint16_t> storage_f16_;  // [layer][K|V][block][head][slot][dim]
-  std::vector<float> storage_f32_;
+  int64_t layer_elems_;  // elements of K (or V) per layer
+  // [layer][K|V][block][head][slot][dim] of uint16_t (f16) or float: an
+  // anonymous mapping, so pages no block has used yet take no memory.
+  struct Unmap {
+    size_t bytes;
+    void operator()(void* p) const;
+  };
+  std::unique_ptr<void, Unmap> storage_;
+
+  uint16_t* f16() const { return static_cast<uint16_t*>(storage_.get()); }
+  float* f32() const { return static_cast<float*>(storage_.get()); }
 };
 
 }  // namespace tokenfab
