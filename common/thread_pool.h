@@ -19,10 +19,11 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
-#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "absl/functional/function_ref.h"
 
 namespace tokenfab {
 
@@ -40,7 +41,8 @@ class ThreadPool {
   // Calls fn(begin, end) over disjoint ranges covering [0, n), each at most
   // `grain` long, and returns when all have run. If fn throws, the remaining
   // ranges are skipped and the first exception is rethrown here.
-  void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+  // fn is borrowed for the call (no allocation, whatever the lambda holds).
+  void ParallelFor(int64_t n, int64_t grain, absl::FunctionRef<void(int64_t, int64_t)> fn);
 
  private:
   void WorkerLoop();
@@ -51,7 +53,7 @@ class ThreadPool {
   std::vector<std::thread> workers_;
 
   // The current job, valid while open_ is true.
-  const std::function<void(int64_t, int64_t)>* fn_ = nullptr;
+  const absl::FunctionRef<void(int64_t, int64_t)>* fn_ = nullptr;
   int64_t n_ = 0;
   int64_t grain_ = 1;
   std::atomic<int64_t> next_{0};

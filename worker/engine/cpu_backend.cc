@@ -82,14 +82,13 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> batch, StepResult
       }
     }
   }
-  std::vector<int32_t> token_ids;
-  token_ids.reserve(n);
+  token_ids_.clear();
   for (const SequenceStep& seq : batch)
-    token_ids.insert(token_ids.end(), seq.tokens.begin(), seq.tokens.end());
+    token_ids_.insert(token_ids_.end(), seq.tokens.begin(), seq.tokens.end());
 
   pool_.ParallelFor(n, 4, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
-      DequantizeRow(weights_.token_embedding.type, weights_.token_embedding.row(token_ids[t]),
+      DequantizeRow(weights_.token_embedding.type, weights_.token_embedding.row(token_ids_[t]),
                     x_.data() + t * c.hidden_size, c.hidden_size);
       RopeAngles(positions_[t], c.rope_inv_freq.data(), half, rope_cos_.data() + t * half,
                  rope_sin_.data() + t * half);
@@ -102,7 +101,8 @@ absl::Status CpuBackend::Forward(std::span<const SequenceStep> batch, StepResult
   }
 
   // Logits for the rows asked for.
-  std::vector<int64_t> rows;
+  std::vector<int64_t>& rows = logit_rows_;
+  rows.clear();
   result->first_row.assign(batch.size(), -1);
   {
     int64_t t = 0;
@@ -143,9 +143,9 @@ void CpuBackend::RunLayer(int32_t layer, int64_t n) {
               xn_.data() + t * hidden);
     }
   });
-  MatMul(w.wq, xn_.data(), hidden, n, q_.data(), qd, pool_, &act_scratch_);
-  MatMul(w.wk, xn_.data(), hidden, n, k_.data(), kvd, pool_, &act_scratch_);
-  MatMul(w.wv, xn_.data(), hidden, n, v_.data(), kvd, pool_, &act_scratch_);
+  const MatMulOutput qkv[] = {{&w.wq, q_.data(), qd}, {&w.wk, k_.data(), kvd},
+                              {&w.wv, v_.data(), kvd}};
+  MatMulShared(qkv, xn_.data(), hidden, n, pool_, &act_scratch_);
 
   // Biases, rotary embedding, then this layer's keys/values into the cache.
   pool_.ParallelFor(n, 4, [&](int64_t b, int64_t e) {
@@ -198,8 +198,8 @@ void CpuBackend::RunLayer(int32_t layer, int64_t n) {
               xn_.data() + t * hidden);
     }
   });
-  MatMul(w.w_gate, xn_.data(), hidden, n, gate_.data(), ff, pool_, &act_scratch_);
-  MatMul(w.w_up, xn_.data(), hidden, n, up_.data(), ff, pool_, &act_scratch_);
+  const MatMulOutput gate_up[] = {{&w.w_gate, gate_.data(), ff}, {&w.w_up, up_.data(), ff}};
+  MatMulShared(gate_up, xn_.data(), hidden, n, pool_, &act_scratch_);
   pool_.ParallelFor(n, 4, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
       SiluMul(gate_.data() + t * ff, up_.data() + t * ff, ff, gate_.data() + t * ff);

@@ -2,6 +2,9 @@
 // a paged KV cache, using the SIMD kernels of worker/kernels and a fork-join
 // thread pool.
 //
+// Buffers grow to the largest step seen and are reused: a step allocates
+// nothing once the shapes have been seen (results keep their vectors too).
+//
 // Batch-invariant by construction: every token's computation (norms,
 // projections, rotary embedding, attention over its own sequence's cache)
 // runs in a fixed order that does not depend on the other tokens in the
@@ -59,6 +62,8 @@ class CpuBackend : public Backend {
   // Per-token bookkeeping of the current step.
   std::vector<int32_t> positions_;
   std::vector<const int32_t*> block_tables_;
+  std::vector<int32_t> token_ids_;
+  std::vector<int64_t> logit_rows_;  // activation rows whose logits are wanted
   // Activations, [tokens][width] each.
   std::vector<float> x_, xn_, q_, k_, v_, attn_, tmp_, gate_, up_;
   std::vector<float> rope_cos_, rope_sin_;  // [tokens][head_dim / 2]

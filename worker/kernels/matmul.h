@@ -6,6 +6,7 @@
 #define TOKENFAB_WORKER_KERNELS_MATMUL_H_
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "common/thread_pool.h"
@@ -18,6 +19,18 @@ namespace tokenfab {
 // calls (grown as needed); the caller owns it and uses it from one thread.
 void MatMul(const WeightMatrix& w, const float* x, int64_t x_stride, int64_t n_tokens, float* y,
             int64_t y_stride, ThreadPool& pool, std::vector<uint8_t>* scratch);
+
+// Several matrices applied to the same activations (q, k and v; gate and
+// up): the activations are quantized once and all the matrices' rows are
+// split across threads in one parallel region, so a decode step opens one
+// fork-join where it opened three. Every output is what MatMul computes.
+struct MatMulOutput {
+  const WeightMatrix* w;
+  float* y;
+  int64_t y_stride;
+};
+void MatMulShared(std::span<const MatMulOutput> outs, const float* x, int64_t x_stride,
+                  int64_t n_tokens, ThreadPool& pool, std::vector<uint8_t>* scratch);
 
 }  // namespace tokenfab
 

@@ -2,7 +2,8 @@
 // bit: every weight type, every instruction set this CPU runs, row counts
 // that are not multiples of the row tiles, token counts 1..17 and more (so
 // every mix of the tokens kernel's groups, padded groups and the rows
-// kernel), strided inputs and outputs, one and two threads.
+// kernel), strided inputs and outputs, one and two threads; and several
+// matrices sharing one quantization of the activations.
 #include "worker/kernels/matmul.h"
 
 #include <cstring>
@@ -106,7 +107,8 @@ void ExpectMatchesReference(const GemmKernel& kernel, const Weights& w, int64_t 
 TEST(MatMulTest, EveryKernelEqualsTheReferenceBitForBit) {
   std::mt19937 rng(testing::Seed("matmul_test"));
   ThreadPool one(1), two(2);
-  const Isa isas[] = {{"best", GemmIsa::kBest}, {"avx2", GemmIsa::kAvx2}, {"avx-vnni", GemmIsa::kAvxVnni}};
+  const Isa isas[] = {
+      {"best", GemmIsa::kBest}, {"avx2", GemmIsa::kAvx2}, {"avx-vnni", GemmIsa::kAvxVnni}};
   std::vector<int64_t> token_counts;
   for (int64_t n = 1; n <= 17; ++n) token_counts.push_back(n);
   for (int64_t n : {24, 29, 33, 64}) token_counts.push_back(n);
@@ -116,7 +118,8 @@ TEST(MatMulTest, EveryKernelEqualsTheReferenceBitForBit) {
       for (const Isa& isa : isas) {
         const GemmKernel kernel = GemmFor(type, isa.isa);
         if (isa.isa != GemmIsa::kBest && kernel.run == nullptr) continue;  // not on this CPU
-        SCOPED_TRACE(std::string(Traits(type).name) + " rows=" + std::to_string(rows) + " " + isa.name);
+        SCOPED_TRACE(std::string(Traits(type).name) + " rows=" + std::to_string(rows) + " " +
+                     isa.name);
         for (int64_t n : token_counts) ExpectMatchesReference(kernel, w, n, n % 2 ? one : two, rng);
       }
     }
@@ -153,6 +156,45 @@ TEST(MatMulTest, ATokensResultDoesNotDependOnItsBatch) {
       MatMul(w.matrix, x.data() + t * cols, cols, 1, alone.data(), rows, one, &scratch);
       EXPECT_EQ(std::memcmp(alone.data(), batched.data() + t * rows, rows * sizeof(float)), 0)
           << "token " << t;
+    }
+  }
+}
+
+// Several matrices on one set of activations (q, k, v) give what separate
+// MatMul calls give, bit for bit, with row counts that split work items
+// unevenly, for every type and for a mix of types.
+TEST(MatMulTest, SharedActivationsEqualSeparateCalls) {
+  std::mt19937 rng(testing::Seed("matmul_test"));
+  ThreadPool two(2);
+  std::vector<std::vector<DType>> sets;
+  for (DType type : testing::kAllTypes) sets.push_back({type, type, type});
+  sets.push_back({DType::kQ4_1, DType::kQ8_0, DType::kQ4_1});  // mixed: one call each
+  for (const std::vector<DType>& types : sets) {
+    SCOPED_TRACE(std::string(Traits(types[0]).name) + "/" + std::string(Traits(types[1]).name));
+    const int64_t cols = ColsFor(types[0]);
+    const int64_t rows[] = {45, 16, 23};
+    std::vector<Weights> w;
+    for (int i = 0; i < 3; ++i) w.push_back(RandomWeights(types[i], rows[i], cols, rng));
+    for (int64_t n : {1, 3, 9, 20}) {
+      std::vector<float> x;
+      for (int64_t t = 0; t < n; ++t) {
+        const std::vector<float> row = testing::RandomActivations(cols, rng);
+        x.insert(x.end(), row.begin(), row.end());
+      }
+      std::vector<uint8_t> scratch;
+      std::vector<std::vector<float>> shared(3), separate(3);
+      std::vector<MatMulOutput> outs;
+      for (int i = 0; i < 3; ++i) {
+        shared[i].assign(n * rows[i], -1.0f);
+        separate[i].assign(n * rows[i], -2.0f);
+        outs.push_back({&w[i].matrix, shared[i].data(), rows[i]});
+      }
+      MatMulShared(outs, x.data(), cols, n, two, &scratch);
+      for (int i = 0; i < 3; ++i) {
+        MatMul(w[i].matrix, x.data(), cols, n, separate[i].data(), rows[i], two, &scratch);
+        EXPECT_EQ(std::memcmp(shared[i].data(), separate[i].data(), n * rows[i] * sizeof(float)), 0)
+            << "matrix " << i << ", " << n << " tokens";
+      }
     }
   }
 }
