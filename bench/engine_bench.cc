@@ -1,12 +1,15 @@
 // Prefill and decode throughput of the CPU engine, and peak resident memory.
 //
-//   build/bench/engine_bench [--model PATH] [--threads N] [--repeats R]
+//   build/bench/engine_bench [--model PATH] [--threads N] [--repeats R] [--json]
+//       [--prefill 128,512] [--decode-contexts 128,1024] [--decode-steps 64]
+//       [--batches 16] [--batch-context 128] [--batch-steps 32]
 //
-// Prefill: a prompt of P tokens in one forward step (P = 128, 512), from an
-// empty cache. Decode: one token per step after a 128-token prompt, 64 steps,
-// and the same at a 1024-token context; batched decode: 16 sequences of a
-// 128-token context each decoding one token per step (the shape of a server's
-// decode steps at concurrency 16), 32 steps. Each figure is the median of R runs.
+// Prefill: a prompt of P tokens in one forward step, from an empty cache.
+// Decode: one token per step after a prompt of C tokens. Batched decode: B
+// sequences with a prompt each, each decoding one token per step (the shape
+// of a server's decode steps at concurrency B). Defaults as above; each
+// figure is the median of R runs. bench/vs_llamacpp_engine.py sets the shapes
+// of llama-bench and llama-batched-bench.
 // Prints the machine, thread count, model and KV cache type with the figures.
 #include <sys/resource.h>
 
@@ -18,7 +21,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "bench/bench_util.h"
+#include "common/strings.h"
 #include "common/thread_pool.h"
 #include "server/cli/flags.h"
 #include "worker/engine/cpu_backend.h"
@@ -97,17 +102,44 @@ double TimeBatchDecode(Backend& b, int batch, int context, int steps,
   return std::chrono::duration<double>(Clock::now() - t0).count() / steps;
 }
 
+std::vector<int> ParseSizes(const std::string& s, const char* flag) {
+  std::vector<int> out;
+  size_t at = 0;
+  while (at <= s.size()) {
+    const size_t comma = std::min(s.find(',', at), s.size());
+    const std::string item = s.substr(at, comma - at);
+    int v = 0;
+    if (item.empty() || !absl::SimpleAtoi(item, &v) || v < 1 || v > (1 << 20)) {
+      std::fprintf(stderr, "engine_bench: --%s: '%s' is not a positive size\n", flag, item.c_str());
+      std::exit(2);
+    }
+    out.push_back(v);
+    at = comma + 1;
+  }
+  return out;
+}
+
 int Main(const std::vector<std::string>& args) {
   const char* home = std::getenv("HOME");
   const char* xdg = std::getenv("XDG_CACHE_HOME");
   std::string model_path =
       (xdg && *xdg ? std::string(xdg) : std::string(home ? home : "/root") + "/.cache") +
       "/tokenfab/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-  int32_t threads = 2, repeats = 5;
+  int32_t threads = 2, repeats = 5, decode_steps = 64, batch_context = 128, batch_steps = 32;
+  std::string prefill_s = "128,512", contexts_s = "128,1024", batches_s = "16";
+  bool json = false;
   FlagSet flags("engine_bench", "Prefill and decode tokens/s of the CPU engine.");
   flags.AddString("model", &model_path, "GGUF file or Hugging Face folder (default: SmolLM2)");
   flags.AddInt("threads", &threads, "CPU threads (default 2)");
   flags.AddInt("repeats", &repeats, "runs per figure; the median is printed (default 5)");
+  flags.AddString("prefill", &prefill_s, "prompt lengths prefilled in one step (default 128,512)");
+  flags.AddString("decode-contexts", &contexts_s,
+                  "prompt lengths before single-sequence decode (default 128,1024)");
+  flags.AddInt("decode-steps", &decode_steps, "tokens decoded per single-sequence run (default 64)");
+  flags.AddString("batches", &batches_s, "sequences per batched-decode step (default 16)");
+  flags.AddInt("batch-context", &batch_context, "each batched sequence's prompt (default 128)");
+  flags.AddInt("batch-steps", &batch_steps, "steps per batched-decode run (default 32)");
+  flags.AddBool("json", &json, "also print the figures as one JSON line at the end");
   if (absl::Status s = flags.Parse(args); !s.ok()) {
     std::fprintf(stderr, "engine_bench: %s\n", std::string(s.message()).c_str());
     return 2;
@@ -116,19 +148,33 @@ int Main(const std::vector<std::string>& args) {
     std::fputs(flags.Usage().c_str(), stdout);
     return 0;
   }
+  const std::vector<int> prefills = ParseSizes(prefill_s, "prefill"),
+                         contexts = ParseSizes(contexts_s, "decode-contexts"),
+                         batches = ParseSizes(batches_s, "batches");
+  if (decode_steps < 1 || batch_steps < 1 || batch_context < 1 || repeats < 1) {
+    std::fprintf(stderr, "engine_bench: steps, contexts and repeats must be positive\n");
+    return 2;
+  }
   auto model = LoadModel(model_path);
   if (!model.ok()) {
     std::fprintf(stderr, "engine_bench: %s\n", std::string(model.status().message()).c_str());
     return 1;
   }
   const ModelConfig& c = (*model)->config;
+  // Blocks for the largest shape: one long sequence, or every batched one.
+  int64_t tokens = batch_context + batch_steps;
+  for (int p : prefills) tokens = std::max<int64_t>(tokens, p);
+  for (int ctx : contexts) tokens = std::max<int64_t>(tokens, ctx + decode_steps);
+  const int max_batch = *std::max_element(batches.begin(), batches.end());
   CpuBackendOptions o;
   o.threads = threads;
-  constexpr int kBatch = 16, kBatchContext = 128, kBatchSteps = 32;
-  o.num_kv_blocks =
-      kBatch * ((kBatchContext + kBatchSteps) / 16 + 1);  // >= 1200 tokens for one sequence
+  const int per_seq = static_cast<int>((tokens + kKvBlockSize - 1) / kKvBlockSize);
+  o.num_kv_blocks = max_batch * per_seq;
   auto backend = CpuBackend::Create(c, (*model)->weights, o);
-  if (!backend.ok()) return 1;
+  if (!backend.ok()) {
+    std::fprintf(stderr, "engine_bench: %s\n", std::string(backend.status().message()).c_str());
+    return 1;
+  }
   std::vector<int32_t> blocks(o.num_kv_blocks);
   std::iota(blocks.begin(), blocks.end(), 0);
 
@@ -138,29 +184,39 @@ int Main(const std::vector<std::string>& args) {
               c.num_layers, c.hidden_size);
   std::printf("engine: cpu backend, %d threads, f16 KV cache, median of %d runs\n", threads,
               repeats);
+  std::string out = "{";
+  auto record = [&](const std::string& key, double v) {
+    StrAppend(&out, out.size() > 1 ? "," : "", "\"", key, "\":", Fixed(v, 2));
+  };
 
   TimePrefill(**backend, Tokens(32, c.vocab_size), blocks);  // warm-up: page in the weights
-  for (int p : {128, 512}) {
+  for (int p : prefills) {
     std::vector<double> t;
     for (int i = 0; i < repeats; ++i)
       t.push_back(TimePrefill(**backend, Tokens(p, c.vocab_size), blocks));
     std::printf("prefill %4d tokens: %8.1f tokens/s (%.3f s)\n", p, p / bench::Median(t),
                 bench::Median(t));
+    record(StrCat("prefill_", p), p / bench::Median(t));
   }
-  for (int ctx : {128, 1024}) {
+  for (int ctx : contexts) {
     std::vector<double> t;
-    for (int i = 0; i < repeats; ++i) t.push_back(TimeDecode(**backend, ctx, 64, blocks));
+    for (int i = 0; i < repeats; ++i) t.push_back(TimeDecode(**backend, ctx, decode_steps, blocks));
     std::printf("decode at context %4d: %8.1f tokens/s (%.2f ms/token)\n", ctx,
                 1.0 / bench::Median(t), 1e3 * bench::Median(t));
+    record(StrCat("decode_", ctx), 1.0 / bench::Median(t));
   }
-  {
+  for (int batch : batches) {
+    std::vector<int32_t> batch_blocks(blocks.begin(), blocks.begin() + batch * per_seq);
     std::vector<double> t;
     for (int i = 0; i < repeats; ++i)
-      t.push_back(TimeBatchDecode(**backend, kBatch, kBatchContext, kBatchSteps, blocks));
-    std::printf("decode %d sequences at context %d: %8.1f tokens/s (%.2f ms/step)\n", kBatch,
-                kBatchContext, kBatch / bench::Median(t), 1e3 * bench::Median(t));
+      t.push_back(TimeBatchDecode(**backend, batch, batch_context, batch_steps, batch_blocks));
+    std::printf("decode %d sequences at context %d: %8.1f tokens/s (%.2f ms/step)\n", batch,
+                batch_context, batch / bench::Median(t), 1e3 * bench::Median(t));
+    record(StrCat("batch_", batch), batch / bench::Median(t));
   }
   std::printf("peak resident memory: %.0f MiB\n", PeakRssMiB());
+  record("peak_rss_mib", PeakRssMiB());
+  if (json) std::printf("%s}\n", out.c_str());
   return 0;
 }
 
