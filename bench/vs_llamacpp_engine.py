@@ -17,11 +17,12 @@ aggregate over our own batch 1, and each engine's peak resident memory for
 the pp512 + tg128 workload (llama-bench's run, and engine_bench's of the same
 shape).
 
-    python3 bench/vs_llamacpp_engine.py [--threads 2] [--repeats 3] [--types q4_1,q8_0]
+    python3 bench/vs_llamacpp_engine.py [--threads 2] [--repeats 5] [--types q4_1,q8_0]
 """
 import argparse
 import ctypes
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -97,7 +98,7 @@ def run_tokenfab(model, threads, repeats):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5, help="alternating rounds (medians printed)")
     ap.add_argument("--types", default="q4_1,q8_0")
     a = ap.parse_args()
     for tool in ("llama-bench", "llama-batched-bench"):
@@ -111,7 +112,7 @@ def main():
         models["q8_0"] = q8
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"machine: {cpu}, {os.cpu_count()} hardware threads; {a.threads} threads each; "
-          f"llama-bench repeats {a.repeats}, engine_bench median of {a.repeats}")
+          f"median of {a.repeats} rounds, each one run of llama.cpp's then tokenfab's figures")
     rows = [("prefill_512", "prefill, 512-token prompt (tokens/s)"),
             ("decode_1", "decode, batch 1, 128 tokens (tokens/s)"),
             ("batch_8", "decode, 8 sequences, aggregate (tokens/s)"),
@@ -119,8 +120,14 @@ def main():
     for name in a.types.split(","):
         model = models[name]
         print(f"\n{name}: {model} ({os.path.getsize(model) / 2**20:.1f} MiB)")
-        ref = run_llamacpp(model, a.threads, a.repeats)
-        ours = run_tokenfab(model, a.threads, a.repeats)
+        # Rounds alternate the two engines, one run of each figure per round,
+        # so a slow spell of this machine hits both; the medians are printed.
+        refs, ourss = [], []
+        for _ in range(a.repeats):
+            refs.append(run_llamacpp(model, a.threads, 1))
+            ourss.append(run_tokenfab(model, a.threads, 1))
+        ref = {k: statistics.median(r[k] for r in refs) for k in refs[0]}
+        ours = {k: statistics.median(r[k] for r in ourss) for k in ourss[0]}
         print(f"  {'figure':46} {'llama.cpp':>10} {'tokenfab':>10} {'ratio':>7}")
         for key, label in rows:
             r, o = ref.get(key), ours.get(key)
