@@ -24,11 +24,10 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
 #include "bench/bench_util.h"
 #include "common/mapped_file.h"
 #include "nlohmann/json.hpp"
+#include "server/cli/cli_util.h"
 #include "worker/cuda/cuda_backend.h"
 #include "worker/cuda/gemm.h"
 #include "worker/model/safetensors_file.h"
@@ -38,19 +37,6 @@ namespace {
 
 using cuda::CudaBackend;
 using cuda::CudaBackendOptions;
-
-std::vector<int32_t> ParseList(const std::string& s) {
-  std::vector<int32_t> out;
-  for (absl::string_view p : absl::StrSplit(s, ',', absl::SkipEmpty())) {
-    int32_t v = 0;
-    if (!absl::SimpleAtoi(p, &v) || v < 1) {
-      std::fprintf(stderr, "bad list entry '%s'\n", std::string(p).c_str());
-      std::exit(2);
-    }
-    out.push_back(v);
-  }
-  return out;
-}
 
 void Check(const absl::Status& s, const char* what) {
   if (!s.ok()) {
@@ -136,8 +122,14 @@ int Main(int argc, char** argv) {
   flags.AddInt("iters", &iters, "timed runs per figure (default 20)");
   flags.AddInt("device", &device, "GPU index (default 0)");
   ParseOrExit(flags, argc, argv);
-  const std::vector<int32_t> batches = ParseList(batches_s), contexts = ParseList(contexts_s),
-                             prefills = ParseList(prefill_s);
+  auto batches_or = ParseIntList("batches", batches_s);
+  auto contexts_or = ParseIntList("contexts", contexts_s);
+  auto prefills_or = ParseIntList("prefill", prefill_s);
+  Check(batches_or.status(), "cuda_bench");
+  Check(contexts_or.status(), "cuda_bench");
+  Check(prefills_or.status(), "cuda_bench");
+  const std::vector<int32_t>&batches = *batches_or, &contexts = *contexts_or,
+        &prefills = *prefills_or;
 
   auto text = ReadFileToString(model_dir + "/config.json");
   Check(text.status(), "config.json");

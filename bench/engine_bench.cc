@@ -21,10 +21,10 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "bench/bench_util.h"
 #include "common/strings.h"
 #include "common/thread_pool.h"
+#include "server/cli/cli_util.h"
 #include "server/cli/flags.h"
 #include "worker/engine/cpu_backend.h"
 #include "worker/model_loader.h"
@@ -102,23 +102,6 @@ double TimeBatchDecode(Backend& b, int batch, int context, int steps,
   return std::chrono::duration<double>(Clock::now() - t0).count() / steps;
 }
 
-std::vector<int> ParseSizes(const std::string& s, const char* flag) {
-  std::vector<int> out;
-  size_t at = 0;
-  while (at <= s.size()) {
-    const size_t comma = std::min(s.find(',', at), s.size());
-    const std::string item = s.substr(at, comma - at);
-    int v = 0;
-    if (item.empty() || !absl::SimpleAtoi(item, &v) || v < 1 || v > (1 << 20)) {
-      std::fprintf(stderr, "engine_bench: --%s: '%s' is not a positive size\n", flag, item.c_str());
-      std::exit(2);
-    }
-    out.push_back(v);
-    at = comma + 1;
-  }
-  return out;
-}
-
 int Main(const std::vector<std::string>& args) {
   const char* home = std::getenv("HOME");
   const char* xdg = std::getenv("XDG_CACHE_HOME");
@@ -148,9 +131,15 @@ int Main(const std::vector<std::string>& args) {
     std::fputs(flags.Usage().c_str(), stdout);
     return 0;
   }
-  const std::vector<int> prefills = ParseSizes(prefill_s, "prefill"),
-                         contexts = ParseSizes(contexts_s, "decode-contexts"),
-                         batches = ParseSizes(batches_s, "batches");
+  auto prefills = ParseIntList("prefill", prefill_s);
+  auto contexts = ParseIntList("decode-contexts", contexts_s);
+  auto batches = ParseIntList("batches", batches_s);
+  for (const auto* list : {&prefills, &contexts, &batches}) {
+    if (!list->ok()) {
+      std::fprintf(stderr, "engine_bench: %s\n", std::string(list->status().message()).c_str());
+      return 2;
+    }
+  }
   if (decode_steps < 1 || batch_steps < 1 || batch_context < 1 || repeats < 1) {
     std::fprintf(stderr, "engine_bench: steps, contexts and repeats must be positive\n");
     return 2;
@@ -163,9 +152,9 @@ int Main(const std::vector<std::string>& args) {
   const ModelConfig& c = (*model)->config;
   // Blocks for the largest shape: one long sequence, or every batched one.
   int64_t tokens = batch_context + batch_steps;
-  for (int p : prefills) tokens = std::max<int64_t>(tokens, p);
-  for (int ctx : contexts) tokens = std::max<int64_t>(tokens, ctx + decode_steps);
-  const int max_batch = *std::max_element(batches.begin(), batches.end());
+  for (int p : *prefills) tokens = std::max<int64_t>(tokens, p);
+  for (int ctx : *contexts) tokens = std::max<int64_t>(tokens, ctx + decode_steps);
+  const int max_batch = batches->back();  // ascending
   CpuBackendOptions o;
   o.threads = threads;
   const int per_seq = static_cast<int>((tokens + kKvBlockSize - 1) / kKvBlockSize);
@@ -190,7 +179,7 @@ int Main(const std::vector<std::string>& args) {
   };
 
   TimePrefill(**backend, Tokens(32, c.vocab_size), blocks);  // warm-up: page in the weights
-  for (int p : prefills) {
+  for (int p : *prefills) {
     std::vector<double> t;
     for (int i = 0; i < repeats; ++i)
       t.push_back(TimePrefill(**backend, Tokens(p, c.vocab_size), blocks));
@@ -198,14 +187,14 @@ int Main(const std::vector<std::string>& args) {
                 bench::Median(t));
     record(StrCat("prefill_", p), p / bench::Median(t));
   }
-  for (int ctx : contexts) {
+  for (int ctx : *contexts) {
     std::vector<double> t;
     for (int i = 0; i < repeats; ++i) t.push_back(TimeDecode(**backend, ctx, decode_steps, blocks));
     std::printf("decode at context %4d: %8.1f tokens/s (%.2f ms/token)\n", ctx,
                 1.0 / bench::Median(t), 1e3 * bench::Median(t));
     record(StrCat("decode_", ctx), 1.0 / bench::Median(t));
   }
-  for (int batch : batches) {
+  for (int batch : *batches) {
     std::vector<int32_t> batch_blocks(blocks.begin(), blocks.begin() + batch * per_seq);
     std::vector<double> t;
     for (int i = 0; i < repeats; ++i)

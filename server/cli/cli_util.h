@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "server/cli/flags.h"
 
 namespace tokenfab {
@@ -20,6 +21,10 @@ int ReportError(std::string_view command, const absl::Status& status);
 // Parses `args` into `flags`; prints usage for --help. Returns -1 to go on,
 // else the exit code to return.
 int ParseFlagsOrExit(FlagSet& flags, std::string_view command, const std::vector<std::string>& args);
+
+// A flag's comma-separated list of 1 to 64 ascending positive integers
+// ("1,8,32"); InvalidArgument naming --name otherwise.
+absl::StatusOr<std::vector<int32_t>> ParseIntList(const std::string& name, const std::string& text);
 
 }  // namespace tokenfab
 

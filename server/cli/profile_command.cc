@@ -22,24 +22,6 @@
 namespace tokenfab {
 namespace {
 
-absl::StatusOr<std::vector<int32_t>> IntList(const std::string& name, const std::string& text) {
-  std::vector<int32_t> out;
-  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
-    int32_t v = 0;
-    if (!absl::SimpleAtoi(part, &v) || v < 1) {
-      return absl::InvalidArgumentError(
-          StrCat("--", name, " must be positive integers separated by commas, got '", text, "'"));
-    }
-    if (!out.empty() && v <= out.back()) {
-      return absl::InvalidArgumentError(StrCat("--", name, " must ascend, got '", text, "'"));
-    }
-    out.push_back(v);
-  }
-  if (out.empty() || out.size() > 64) {
-    return absl::InvalidArgumentError(StrCat("--", name, " needs 1 to 64 values"));
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -71,11 +53,11 @@ int RunProfile(const std::vector<std::string>& args) {
     return kExitUsage;
   };
   ProfilerOptions o;
-  auto p = IntList("prefill-lengths", prefill);
+  auto p = ParseIntList("prefill-lengths", prefill);
   if (!p.ok()) return usage(p.status());
-  auto b = IntList("decode-batches", batches);
+  auto b = ParseIntList("decode-batches", batches);
   if (!b.ok()) return usage(b.status());
-  auto c = IntList("decode-contexts", contexts);
+  auto c = ParseIntList("decode-contexts", contexts);
   if (!c.ok()) return usage(c.status());
   absl::Status check = CheckEngineFlags(engine);
   if (check.ok()) check = CheckPowerFlags(power);
