@@ -336,7 +336,8 @@ absl::Status CudaBackend::Forward(std::span<const SequenceStep> batch, StepResul
   int32_t* logit_rows = tokens + 5 * T;
   int32_t* tables = tokens + 6 * T;
   StepPlan p;
-  std::vector<const DeviceSampling*> row_sampling;
+  std::vector<const DeviceSampling*>& row_sampling = row_sampling_;
+  row_sampling.clear();
   result->first_row.assign(batch.size(), -1);
   const bool prefill_kernel = prefill_kernel_;
   int32_t t = 0;
@@ -441,7 +442,10 @@ absl::Status CudaBackend::Forward(std::span<const SequenceStep> batch, StepResul
       RETURN_IF_ERROR(history_d_.Reserve(history * 2, "sampling history"));
     }
     int32_t history_used = 0;
-    std::vector<int32_t> sampled_rows, logits_rows;
+    std::vector<int32_t>& sampled_rows = sampled_rows_;
+    std::vector<int32_t>& logits_rows = logits_rows_;
+    sampled_rows.clear();
+    logits_rows.clear();
     for (int32_t r = 0; r < rows; ++r) {
       if (row_sampling[r0 + r] == nullptr) logits_rows.push_back(r);
     }

@@ -108,6 +108,9 @@ class CudaBackend : public Backend {
   DeviceBuffer<int32_t> history_d_;
   PinnedBuffer<int32_t> sampled_h_;
   PinnedBuffer<float> logits_h_;
+  // Per-step host bookkeeping, kept so a step allocates nothing.
+  std::vector<const DeviceSampling*> row_sampling_;  // per logits row; null: return logits
+  std::vector<int32_t> sampled_rows_, logits_rows_;  // of the current logits chunk
   // KV import/export staging.
   mutable std::vector<int32_t> kv_slots_h_;
   mutable DeviceBuffer<int32_t> kv_slots_d_;

@@ -262,7 +262,9 @@ bool Engine::Step() {
   steps.reserve(plan.size());
   // A backend that samples on its device chooses the tokens of sequences
   // that want no logprobs (those need the logits here).
-  std::vector<DeviceSampling> device_sampling;
+  // (A member, reserved to the plan: the pointers below stay valid.)
+  std::vector<DeviceSampling>& device_sampling = device_sampling_;
+  device_sampling.clear();
   device_sampling.reserve(plan.size());
   int64_t prefill = 0, decode = 0;
   for (const ScheduledSequence& p : plan) {

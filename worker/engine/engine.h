@@ -158,6 +158,7 @@ class Engine {
   std::vector<Emit> emits_;
   uint64_t next_arrival_ = 0;
   StepResult step_result_;
+  std::vector<DeviceSampling> device_sampling_;  // this step's, for a device-sampling backend
 
   mutable absl::Mutex mu_;
   std::vector<Incoming> incoming_ ABSL_GUARDED_BY(mu_);
