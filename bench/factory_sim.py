@@ -80,11 +80,13 @@ class Proc:
     """A process with its output in a temporary log file (the multi-process
     tests use it too: tests/python/cluster.py)."""
 
-    def __init__(self, name: str, args: list):
+    def __init__(self, name: str, args: list, env: dict = None):
+        """`env`: variables added to this process's environment."""
         self.name = name
         self.log = tempfile.NamedTemporaryFile(prefix=f"tokenfab-{name}-", suffix=".log", delete=False)
         self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+                                        stdin=subprocess.DEVNULL,
+                                        env=None if env is None else {**os.environ, **env})
 
     def output(self) -> str:
         return pathlib.Path(self.log.name).read_text(errors="replace")

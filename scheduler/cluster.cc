@@ -25,6 +25,11 @@ namespace {
 bool Decodes(WorkerRole r) { return r != internal::v1::WORKER_ROLE_PREFILL; }
 bool Prefills(WorkerRole r) { return r != internal::v1::WORKER_ROLE_DECODE; }
 
+// How long a role this router ordered outranks the role a worker reports:
+// long enough for the order to arrive and be confirmed by the next report;
+// after it, a role that another router ordered later is taken.
+constexpr auto kRoleOrderGrace = std::chrono::seconds(2);
+
 }  // namespace
 
 Cluster::Cluster(RoutingOptions options, std::string model_fingerprint, int32_t kv_wire_version)
@@ -83,6 +88,12 @@ bool Cluster::ReportLoad(const std::string& id, uint64_t session,
   if (w == nullptr) return false;
   w->load = load;
   w->last_seen = now;
+  // Another router may have changed the role.
+  const WorkerRole reported = load.role();
+  if (reported != internal::v1::WORKER_ROLE_UNSPECIFIED && internal::v1::WorkerRole_IsValid(reported) &&
+      reported != w->role && now >= w->role_ordered_until) {
+    w->role = reported;
+  }
   int64_t& last = last_kv_received_[id];
   kv_bytes_moved_ +=
       load.kv_bytes_received() >= last ? load.kv_bytes_received() - last : load.kv_bytes_received();
@@ -248,6 +259,7 @@ absl::Status Cluster::SetRole(const std::string& id, WorkerRole role) {
   if (it == workers_.end()) return absl::NotFoundError(StrCat("no worker '", id, "' is attached"));
   it->second.role = role;
   it->second.orders.role = role;
+  it->second.role_ordered_until = Clock::now() + kRoleOrderGrace;
   return absl::OkStatus();
 }
 

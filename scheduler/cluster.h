@@ -157,6 +157,9 @@ class Cluster {
     internal::v1::WorkerHello hello;
     uint64_t session = 0;
     internal::v1::WorkerRole role = internal::v1::WORKER_ROLE_BOTH;
+    // After this router sets the role, reports still carrying the old one
+    // (sent before the order arrived) are ignored until this time.
+    Clock::time_point role_ordered_until;
     bool draining = false;
     bool standby = false;
     internal::v1::WorkerLoadReport load;

@@ -8,12 +8,14 @@ using internal::v1::RouterOrder;
 using internal::v1::WorkerReport;
 
 AttachClient::AttachClient(std::string router, internal::v1::WorkerHello hello,
-                           AttachCallbacks callbacks, std::chrono::milliseconds report_interval)
+                           AttachCallbacks callbacks, std::chrono::milliseconds report_interval,
+                           absl::flat_hash_set<uint64_t> cached)
     : router_(std::move(router)),
       hello_(std::move(hello)),
       callbacks_(std::move(callbacks)),
       interval_(report_interval),
-      role_(hello_.role()) {
+      role_(hello_.role()),
+      cached_(std::move(cached)) {
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -48,6 +50,12 @@ void AttachClient::ReportNow() {
 internal::v1::WorkerRole AttachClient::role() const {
   absl::MutexLock lock(&mu_);
   return role_;
+}
+
+void AttachClient::SetRole(internal::v1::WorkerRole role) {
+  absl::MutexLock lock(&mu_);
+  role_ = role;
+  report_now_ = true;
 }
 
 bool AttachClient::attached() const {
@@ -147,6 +155,7 @@ grpc::Status AttachClient::Session() {
     if (ok && std::chrono::steady_clock::now() >= next_report) {
       WorkerReport r;
       *r.mutable_load() = callbacks_.load();
+      r.mutable_load()->set_role(role());
       ok = stream->Write(r);
       next_report = std::chrono::steady_clock::now() + interval_;
     }

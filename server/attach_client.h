@@ -6,7 +6,9 @@
 // stream breaks (router restarted, network) it reconnects and says hello
 // again with a fresh snapshot, so the router's KV index is rebuilt. A
 // refusal (FAILED_PRECONDITION: another model, another wire version) is
-// final and reported through on_refused.
+// final and reported through on_refused. Every load report carries the
+// current role. A worker with several routers has one client per router
+// (router_set.h).
 #ifndef TOKENFAB_SERVER_ATTACH_CLIENT_H_
 #define TOKENFAB_SERVER_ATTACH_CLIENT_H_
 
@@ -34,9 +36,11 @@ struct AttachCallbacks {
 
 class AttachClient {
  public:
-  // `hello` is sent on every (re)attach, with the current role and snapshot.
+  // `hello` is sent on every (re)attach, with the current role and snapshot;
+  // `cached` is the prefix cache's block hashes when the client starts.
   AttachClient(std::string router, internal::v1::WorkerHello hello, AttachCallbacks callbacks,
-               std::chrono::milliseconds report_interval = std::chrono::milliseconds(200));
+               std::chrono::milliseconds report_interval = std::chrono::milliseconds(200),
+               absl::flat_hash_set<uint64_t> cached = {});
   ~AttachClient();  // closes the stream and joins its threads
 
   // Engine thread: the prefix cache's changes, forwarded in order.
@@ -44,7 +48,10 @@ class AttachClient {
   // Sends a load report now (e.g. the worker started draining).
   void ReportNow();
   internal::v1::WorkerRole role() const;
+  // The role another router ordered: carried by the next reports and hello.
+  void SetRole(internal::v1::WorkerRole role);
   bool attached() const;
+  const std::string& router() const { return router_; }
 
  private:
   void Run();

@@ -22,6 +22,7 @@ namespace {
 
 absl::Status CheckOptions(const WorkerNodeOptions& o) {
   if (o.router.empty()) return absl::InvalidArgumentError("--router HOST:PORT is required");
+  RETURN_IF_ERROR(ParseRouterList(o.router).status());
   const bool gpu = o.device != "cpu";
   if (gpu) {
     RETURN_IF_ERROR(ParseCudaDevice(o.device).status());
@@ -69,7 +70,7 @@ absl::Status CheckOptions(const WorkerNodeOptions& o) {
   return absl::OkStatus();
 }
 
-// Forwards the engine's KV events to the attach stream once it exists
+// Forwards the engine's KV events to the routers once they are attached
 // (the engine starts first; no request runs before the attach, but nothing
 // is lost if one did).
 class KvEventRelay {
@@ -82,7 +83,7 @@ class KvEventRelay {
     }
     target_->OnKvEvents(std::move(events));
   }
-  void SetTarget(AttachClient* target) {
+  void SetTarget(RouterSet* target) {
     absl::MutexLock lock(&mu_);
     target_ = target;
     if (target_ != nullptr && !early_.empty()) target_->OnKvEvents(std::exchange(early_, {}));
@@ -90,7 +91,7 @@ class KvEventRelay {
 
  private:
   absl::Mutex mu_;
-  AttachClient* target_ ABSL_GUARDED_BY(mu_) = nullptr;
+  RouterSet* target_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::vector<internal::v1::KvEvent> early_ ABSL_GUARDED_BY(mu_);
 };
 
@@ -218,14 +219,16 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
     }
     raw->exit_requested_.Notify();
   };
-  node->attach_ = std::make_unique<AttachClient>(o.router, std::move(hello), std::move(callbacks),
-                                                 o.report_interval);
-  relay->SetTarget(node->attach_.get());
+  RouterSetOptions ro;
+  ro.routers = o.router;
+  ro.report_interval = o.report_interval;
+  ASSIGN_OR_RETURN(node->routers_, RouterSet::Start(std::move(ro), std::move(hello), std::move(callbacks)));
+  relay->SetTarget(node->routers_.get());
   return node;
 }
 
 WorkerNode::~WorkerNode() {
-  if (attach_ != nullptr) attach_.reset();
+  if (routers_ != nullptr) routers_.reset();
   // Calls in flight are cancelled; the engine (still running) ends their
   // requests, which finishes the calls.
   if (server_ != nullptr)
@@ -260,7 +263,7 @@ internal::v1::WorkerLoadReport WorkerNode::LoadReport() const {
 
 bool WorkerNode::Drain(absl::Duration timeout) {
   service_->StartDraining();
-  attach_->ReportNow();
+  routers_->ReportNow();
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     const EngineStats s = engine_->Stats();

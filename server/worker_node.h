@@ -1,6 +1,6 @@
 // One worker: the model's engine with its KV transport and remote
 // prefiller, the Worker gRPC service on its own port, and the Attach stream
-// to the router. `tokenfab worker` runs one per process; `tokenfab serve
+// to each router. `tokenfab worker` runs one per process; `tokenfab serve
 // --workers N` runs N in the router's process, over the same loopback gRPC
 // and TCP paths.
 //
@@ -17,7 +17,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
-#include "server/attach_client.h"
+#include "server/router_set.h"
 #include "server/worker_service.h"
 #include "scheduler/profile.h"
 #include "worker/engine/backend.h"
@@ -32,7 +32,9 @@ namespace tokenfab {
 class WorkerStubs;
 
 struct WorkerNodeOptions {
-  std::string router;  // host:port of the router's internal port
+  // The routers' internal address: HOST:PORT, a comma-separated list of
+  // them, or a name resolving to several (router_set.h).
+  std::string router;
   std::string id;      // default: the address it listens on
   internal::v1::WorkerRole role = internal::v1::WORKER_ROLE_BOTH;
   std::string listen = "127.0.0.1:0";  // the Worker service
@@ -82,8 +84,9 @@ class WorkerNode {
   EnergyMonitor& energy() { return *energy_; }
   // Why the power source is not the one "auto" would prefer (empty if it is).
   const std::string& power_fallback() const { return power_fallback_; }
-  internal::v1::WorkerRole role() const { return attach_->role(); }
-  bool attached() const { return attach_->attached(); }
+  internal::v1::WorkerRole role() const { return routers_->role(); }
+  // Whether any router has welcomed this worker.
+  bool attached() const { return routers_->attached() > 0; }
 
   // Refuses new calls, tells the router, and waits (up to `timeout`) until
   // the calls in flight have finished. True if they all did.
@@ -108,7 +111,7 @@ class WorkerNode {
   std::string power_fallback_;
   std::unique_ptr<WorkerService> service_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<AttachClient> attach_;
+  std::unique_ptr<RouterSet> routers_;
   absl::Notification exit_requested_;
   mutable absl::Mutex mu_;
   absl::Status exit_status_ ABSL_GUARDED_BY(mu_);

@@ -2,7 +2,7 @@
 // Prefill) and attaches to a router. SIGTERM (or the router's drain order)
 // drains it: no new requests, the ones in flight finish, then it exits.
 //
-//   tokenfab worker --router HOST:PORT --role prefill|decode|both [--model PATH]
+//   tokenfab worker --router HOST:PORT[,HOST:PORT...] --role prefill|decode|both [--model PATH]
 //                   [--listen HOST:PORT] [--device cpu] [--transport tcp]
 //                   [--threads N] [--metrics-port P] [--backend sim --profile P] ...
 #include <cstdio>
@@ -20,6 +20,7 @@
 #include "server/cli/power_flags.h"
 #include "server/worker_metrics.h"
 #include "server/frontend.h"
+#include "server/router_set.h"
 #include "server/worker_node.h"
 
 namespace tokenfab {
@@ -41,7 +42,11 @@ int RunWorker(const std::vector<std::string>& args) {
   float gpu_memory_fraction = 0.9f;
   bool enforce_eager = false;
   FlagSet flags("worker", "Run a worker: load the model, attach to a router, serve its requests.");
-  flags.AddString("router", &o.router, "the router's internal address, HOST:PORT (required)", true);
+  flags.AddString("router", &o.router,
+                  "the router's internal address HOST:PORT (required); a comma-separated list, or a "
+                  "name that resolves to several routers, attaches to each (names are resolved "
+                  "again every 5 s)",
+                  true);
   flags.AddString("role", &role, "prefill, decode or both (default both)");
   flags.AddString("model", &model_path,
                   "GGUF file or Hugging Face folder (default: the setup step's SmolLM2)");
@@ -80,6 +85,7 @@ int RunWorker(const std::vector<std::string>& args) {
   if (check.ok()) check = CheckRange("metrics-port", metrics_port, -1, 65535);
   if (check.ok()) check = CheckRange("prefill-timeout-ms", prefill_timeout_ms, 1, 3600000);
   if (check.ok()) check = CheckRange("drain-timeout-s", drain_timeout_s, 0, 86400);
+  if (check.ok()) check = ParseRouterList(o.router).status();
   if (!check.ok()) {
     ReportError("worker", check);
     return kExitUsage;

@@ -31,21 +31,26 @@ def scrape(url: str) -> dict:
 class Cluster:
     """A router; workers are added with start_worker()."""
 
-    def __init__(self, grpc_modules, *router_args: str, model: str = str(DEFAULT_MODEL)):
+    def __init__(self, grpc_modules, *router_args: str, model: str = str(DEFAULT_MODEL),
+                 host: str = "127.0.0.1", ports: tuple = None, name: str = "router"):
+        """`ports` (gRPC, HTTP, metrics, internal) restarts a router where one was."""
         self.model = model
-        self.grpc_port, self.http_port = free_port(), free_port()
-        self.metrics_port, self.internal_port = free_port(), free_port()
-        self.router = Proc("router", [binary(), "router", "--model", model, "--host", "127.0.0.1",
+        self.host = host
+        self.grpc_port, self.http_port, self.metrics_port, self.internal_port = \
+            ports or (free_port(), free_port(), free_port(), free_port())
+        self.router = Proc(name, [binary(), "router", "--model", model, "--host", host,
                                       "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port),
                                       "--metrics-port", str(self.metrics_port),
                                       "--internal-port", str(self.internal_port), *router_args])
         self.workers = {}
         self.worker_metrics = {}
-        self.http_url = f"http://127.0.0.1:{self.http_port}"
-        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
-        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        self.ports = (self.grpc_port, self.http_port, self.metrics_port, self.internal_port)
+        self.internal_target = f"{host}:{self.internal_port}"
+        self.http_url = f"http://{host}:{self.http_port}"
+        self.grpc_target = f"{host}:{self.grpc_port}"
+        self.metrics_url = f"http://{host}:{self.metrics_port}/metrics"
         self.model_id = pathlib.Path(model).stem
-        self._channel = grpc.insecure_channel(f"127.0.0.1:{self.internal_port}")
+        self._channel = grpc.insecure_channel(self.internal_target)
         self._admin_channel = self._channel
         from tokenfab.internal.v1 import control_pb2, control_pb2_grpc
         self.control_pb2 = control_pb2
@@ -66,13 +71,14 @@ class Cluster:
         raise RuntimeError(f"router did not start:\n{self.router.output()}")
 
     def start_worker(self, worker_id: str, role: str, *args: str, wait: bool = True,
-                     model: str = None) -> Proc:
+                     model: str = None, router: str = None, env: dict = None) -> Proc:
+        """`router` (default: this router) is the worker's --router value."""
         # The worker picks its metrics port (a port picked here could be taken
         # by another process's ephemeral port before the worker binds it).
-        p = Proc(f"worker-{worker_id}", [binary(), "worker", "--router", f"127.0.0.1:{self.internal_port}",
+        p = Proc(f"worker-{worker_id}", [binary(), "worker", "--router", router or self.internal_target,
                                          "--role", role, "--model", model or self.model, "--id", worker_id,
                                          "--threads", "1", "--kv-cache-mb", "96",
-                                         "--metrics-port", "0", *args])
+                                         "--metrics-port", "0", *args], env=env)
         self.workers[worker_id] = p
         if wait:
             self.wait_for_worker(worker_id)

@@ -236,6 +236,31 @@ TEST(ClusterTest, RoleChangesAndDrainingSteerNewRequestsOnly) {
             absl::StatusCode::kNotFound);
 }
 
+// A worker attached to several routers reports its role: a role another
+// router set is taken, but not over this router's own order while that is
+// on its way (a report sent before the order arrived still has the old one).
+TEST(ClusterTest, ReportedRoleIsTakenExceptOverAFreshOrder) {
+  Fixture f;
+  f.Add("a", internal::v1::WORKER_ROLE_BOTH);
+  internal::v1::WorkerLoadReport load;
+  const auto role_of_a = [&] { return f.cluster.Workers()[0].role(); };
+  load.set_role(internal::v1::WORKER_ROLE_PREFILL);  // set by another router
+  ASSERT_TRUE(f.cluster.ReportLoad("a", f.sessions["a"], load, Clock::now()));
+  EXPECT_EQ(role_of_a(), internal::v1::WORKER_ROLE_PREFILL);
+  EXPECT_EQ(f.cluster.WorkersByRole()["prefill"], 1);
+
+  ASSERT_TRUE(f.cluster.SetRole("a", internal::v1::WORKER_ROLE_DECODE).ok());
+  ASSERT_TRUE(f.cluster.ReportLoad("a", f.sessions["a"], load, Clock::now()));  // stale
+  EXPECT_EQ(role_of_a(), internal::v1::WORKER_ROLE_DECODE);
+  // Later, another router's order wins.
+  ASSERT_TRUE(f.cluster.ReportLoad("a", f.sessions["a"], load, Clock::now() + std::chrono::seconds(3)));
+  EXPECT_EQ(role_of_a(), internal::v1::WORKER_ROLE_PREFILL);
+  // Reports from workers that predate the field carry no role.
+  load.clear_role();
+  ASSERT_TRUE(f.cluster.ReportLoad("a", f.sessions["a"], load, Clock::now() + std::chrono::seconds(4)));
+  EXPECT_EQ(role_of_a(), internal::v1::WORKER_ROLE_PREFILL);
+}
+
 TEST(ClusterTest, StandbyWorkersGetNoNewRequestsAndComeBackWithoutADrainOrder) {
   Fixture f;
   f.Add("a", internal::v1::WORKER_ROLE_BOTH);

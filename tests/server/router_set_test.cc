@@ -1,0 +1,169 @@
+// A worker's router list: parsing, resolution, and one RouterSet attached
+// to two routers' control services (real gRPC on loopback): both see the
+// worker, its KV events and a role either of them set.
+#include "server/router_set.h"
+
+#include <algorithm>
+#include <functional>
+#include <memory>
+
+#include "absl/time/clock.h"
+#include "common/strings.h"
+#include "gtest/gtest.h"
+#include "server/control_service.h"
+
+namespace tokenfab {
+namespace {
+
+using internal::v1::WorkerRole;
+
+TEST(ParseRouterListTest, AcceptsNamesAddressesAndLists) {
+  auto one = ParseRouterList("router:50052");
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].host, "router");
+  EXPECT_EQ((*one)[0].port, 50052);
+
+  auto list = ParseRouterList("10.0.0.1:1, [fd00::2]:65535,localhost:7");
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 3u);
+  EXPECT_EQ((*list)[1].host, "fd00::2");
+  EXPECT_EQ((*list)[1].port, 65535);
+  EXPECT_EQ((*list)[2].host, "localhost");
+}
+
+TEST(ParseRouterListTest, RefusesWhatIsNotHostPort) {
+  for (const char* bad : {"", "router", "router:", ":50052", "router:0", "router:65536",
+                          "router:12x", "a:1,,b:2", "[::1:5", "::1:5", "[]:5"}) {
+    auto r = ParseRouterList(bad);
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << "'" << bad << "'";
+    EXPECT_NE(r.status().message().find("--router"), std::string_view::npos) << r.status();
+  }
+}
+
+TEST(ResolveRouterTest, AddressesAndNames) {
+  auto v4 = ResolveRouter({"127.0.0.1", 5});
+  ASSERT_TRUE(v4.ok()) << v4.status();
+  EXPECT_EQ(*v4, std::vector<std::string>{"127.0.0.1:5"});
+  auto v6 = ResolveRouter({"::1", 6});
+  ASSERT_TRUE(v6.ok()) << v6.status();
+  EXPECT_EQ(*v6, std::vector<std::string>{"[::1]:6"});
+  // localhost has 127.0.0.1 and often ::1: one router, attached once.
+  auto name = ResolveRouter({"localhost", 7});
+  ASSERT_TRUE(name.ok()) << name.status();
+  EXPECT_EQ(*name, std::vector<std::string>{"127.0.0.1:7"});
+  auto none = ResolveRouter({"no-such-router.invalid", 8});
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_NE(none.status().message().find("no-such-router.invalid"), std::string_view::npos);
+}
+
+// One router's internal port: a Cluster behind the real control service.
+struct Router {
+  Router() : cluster(RoutingOptions{}, "model", 1) {
+    control = std::make_unique<ControlService>(&cluster, [](const std::string&) {});
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(control.get());
+    server = builder.BuildAndStart();
+  }
+  ~Router() {
+    if (server == nullptr) return;
+    server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    server->Wait();
+  }
+  std::string address() const { return StrCat("127.0.0.1:", port); }
+  const internal::v1::WorkerInfo* Find(const std::string& id) {
+    workers = cluster.Workers();
+    for (const auto& w : workers)
+      if (w.worker_id() == id) return &w;
+    return nullptr;
+  }
+
+  Cluster cluster;
+  std::unique_ptr<ControlService> control;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+  std::vector<internal::v1::WorkerInfo> workers;
+};
+
+bool WaitFor(const std::function<bool()>& done) {
+  for (int i = 0; i < 250; ++i) {
+    if (done()) return true;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return done();
+}
+
+internal::v1::KvEvent Stored(std::vector<uint64_t> hashes) {
+  internal::v1::KvEvent e;
+  e.set_kind(internal::v1::KvEvent::STORED);
+  for (uint64_t h : hashes) e.add_block_hashes(h);
+  return e;
+}
+
+TEST(RouterSetTest, EveryRouterSeesTheWorkerItsBlocksAndItsRole) {
+  Router a, b;
+  internal::v1::WorkerHello hello;
+  hello.set_worker_id("w");
+  hello.set_address("127.0.0.1:1");
+  hello.set_role(internal::v1::WORKER_ROLE_BOTH);
+  hello.set_kv_blocks_total(64);
+  hello.set_model_fingerprint("model");
+  hello.set_kv_wire_version(1);
+  std::vector<WorkerRole> roles;
+  absl::Mutex mu;
+  AttachCallbacks callbacks;
+  callbacks.load = [] { return internal::v1::WorkerLoadReport(); };
+  callbacks.on_role = [&](WorkerRole r) {
+    absl::MutexLock lock(&mu);
+    roles.push_back(r);
+  };
+  callbacks.on_refused = [](absl::Status s) { ADD_FAILURE() << s; };
+  RouterSetOptions options;
+  options.routers = StrCat(a.address(), ",", b.address());
+  options.report_interval = std::chrono::milliseconds(50);
+  auto set = RouterSet::Start(options, hello, callbacks);
+  ASSERT_TRUE(set.ok()) << set.status();
+  std::vector<std::string> both = {a.address(), b.address()};
+  std::sort(both.begin(), both.end());
+  EXPECT_EQ((*set)->targets(), both);
+  ASSERT_TRUE(WaitFor([&] { return (*set)->attached() == 2; }));
+  ASSERT_NE(a.Find("w"), nullptr);
+  ASSERT_NE(b.Find("w"), nullptr);
+
+  (*set)->OnKvEvents({Stored({11, 12, 13})});
+  EXPECT_TRUE(WaitFor([&] { return a.Find("w")->cached_blocks() == 3; }));
+  EXPECT_TRUE(WaitFor([&] { return b.Find("w")->cached_blocks() == 3; }));
+
+  // Router a makes it a decode worker; b learns it from the reports.
+  ASSERT_TRUE(a.cluster.SetRole("w", internal::v1::WORKER_ROLE_DECODE).ok());
+  EXPECT_TRUE(WaitFor([&] { return (*set)->role() == internal::v1::WORKER_ROLE_DECODE; }));
+  EXPECT_TRUE(WaitFor([&] { return b.Find("w")->role() == internal::v1::WORKER_ROLE_DECODE; }));
+  EXPECT_EQ(a.Find("w")->role(), internal::v1::WORKER_ROLE_DECODE);
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(roles, std::vector<WorkerRole>{internal::v1::WORKER_ROLE_DECODE});
+  }
+
+  // A router that restarts gets the worker back with its blocks and role.
+  b.server->Shutdown(std::chrono::system_clock::now());
+  b.server->Wait();
+  Cluster fresh(RoutingOptions{}, "model", 1);
+  ControlService control(&fresh, [](const std::string&) {});
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(b.address(), grpc::InsecureServerCredentials());
+  builder.RegisterService(&control);
+  b.server = builder.BuildAndStart();
+  ASSERT_NE(b.server, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return fresh.Workers().size() == 1; }));
+  EXPECT_EQ(fresh.Workers()[0].cached_blocks(), 3);
+  EXPECT_EQ(fresh.Workers()[0].role(), internal::v1::WORKER_ROLE_DECODE);
+  EXPECT_EQ((*set)->attached(), 2);
+  set->reset();
+  b.server->Shutdown(std::chrono::system_clock::now());
+  b.server->Wait();
+  b.server.reset();  // before `control` goes
+}
+
+}  // namespace
+}  // namespace tokenfab
