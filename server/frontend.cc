@@ -2,9 +2,14 @@
 
 #include "common/strings.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
-#include "grpcpp/health_check_service_interface.h"
+#include "server/health.h"
 
 namespace tokenfab {
+namespace {
+
+constexpr char kGenerationService[] = "tokenfab.v1.Generation";
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
     const std::string& host, int32_t port,
@@ -31,7 +36,7 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
     const std::vector<std::shared_ptr<prometheus::Collectable>>& metrics) {
   std::unique_ptr<Frontend> f(new Frontend());
   f->service_ = std::make_unique<GenerationService>(router);
-  grpc::EnableDefaultHealthCheckService(true);
+  EnableHealthService();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(StrCat(o.host, ":", o.grpc_port), grpc::InsecureServerCredentials(),
@@ -42,6 +47,7 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   if (!f->grpc_ || f->grpc_port_ == 0) {
     return absl::UnavailableError(StrCat("cannot listen for gRPC on ", o.host, ":", o.grpc_port));
   }
+  StartHealth(f->grpc_.get(), true, {kGenerationService});
   HttpServerOptions http;
   http.host = o.host;
   http.port = o.http_port;
@@ -56,11 +62,7 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   return f;
 }
 
-void Frontend::SetServing(bool serving) {
-  if (grpc::HealthCheckServiceInterface* health = grpc_->GetHealthCheckService()) {
-    health->SetServingStatus(serving);
-  }
-}
+void Frontend::SetServing(bool serving) { SetReadiness(grpc_.get(), serving, {kGenerationService}); }
 
 void Frontend::Shutdown() {
   if (shut_down_) return;

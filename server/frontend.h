@@ -55,7 +55,8 @@ class Frontend {
   int grpc_port() const { return grpc_port_; }
   int http_port() const { return http_->port(); }
   int metrics_port() const { return metrics_->port(); }
-  // What grpc.health.v1 answers for every service (serving at start).
+  // Readiness as grpc.health.v1 answers it (serving at start; the
+  // "liveness" service always is: health.h).
   void SetServing(bool serving);
   // Stops taking requests; calls in flight get two seconds, then are cancelled.
   void Shutdown();

@@ -7,6 +7,7 @@
 #include "common/strings.h"
 #include "scheduler/cluster.h"
 #include "server/grpc_service.h"
+#include "server/health.h"
 #include "server/sim_cost_model.h"
 #include "server/worker_stubs.h"
 #include "worker/engine/cpu_backend.h"
@@ -19,6 +20,8 @@
 
 namespace tokenfab {
 namespace {
+
+constexpr char kWorkerService[] = "tokenfab.internal.v1.Worker";
 
 absl::Status CheckOptions(const WorkerNodeOptions& o) {
   if (o.router.empty()) return absl::InvalidArgumentError("--router HOST:PORT is required");
@@ -63,6 +66,9 @@ absl::Status CheckOptions(const WorkerNodeOptions& o) {
   } else if (o.backend != "cpu" && o.backend != "cuda") {
     return absl::InvalidArgumentError(
         StrCat("--backend must be cpu or sim, got '", o.backend, "'"));
+  }
+  if (o.kv_port < 0 || o.kv_port > 65535) {
+    return absl::InvalidArgumentError(StrCat("--kv-port must be 0 to 65535, got ", o.kv_port));
   }
   if (o.listen.rfind(':') == std::string::npos) {
     return absl::InvalidArgumentError(StrCat("--listen must be HOST:PORT, got '", o.listen, "'"));
@@ -139,6 +145,7 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   TcpTransportOptions to;
   to.listen_host = listen_host == "[::]" ? "::" : listen_host;
   to.advertise_host = host;
+  to.port = o.kv_port;
   ASSIGN_OR_RETURN(node->transport_, TcpTransport::Create(to));
 
   node->stubs_ = std::make_shared<WorkerStubs>();
@@ -178,6 +185,7 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   }
 
   node->service_ = std::make_unique<WorkerService>(node->engine_.get(), node->transport_.get());
+  EnableHealthService();
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(o.listen, grpc::InsecureServerCredentials(), &port);
@@ -187,6 +195,7 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   if (node->server_ == nullptr || port == 0) {
     return absl::UnavailableError(StrCat("cannot listen for the worker service on ", o.listen));
   }
+  StartHealth(node->server_.get(), true, {kWorkerService});
   node->address_ = StrCat(
       host.find(':') != std::string::npos && host.front() != '[' ? StrCat("[", host, "]") : host,
       ":", port);
@@ -263,6 +272,7 @@ internal::v1::WorkerLoadReport WorkerNode::LoadReport() const {
 
 bool WorkerNode::Drain(absl::Duration timeout) {
   service_->StartDraining();
+  SetReadiness(server_.get(), false, {kWorkerService});
   routers_->ReportNow();
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {

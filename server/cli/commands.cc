@@ -20,6 +20,7 @@ constexpr Command kCommands[] = {
     {"router", "route requests across attached workers (disaggregated prefill/decode)", RunRouter},
     {"worker", "run a worker that attaches to a router", RunWorker},
     {"complete", "stream a completion from a running server (gRPC client)", RunComplete},
+    {"health", "check a running router, worker or serve: exit 0 when it is serving", RunHealth},
     {"profile", "measure a hardware profile (prefill/decode time and watts) of one worker",
      RunProfile},
     {"plan", "capacity planning: workers, kW, tokens/J and cost for a load, from a profile",

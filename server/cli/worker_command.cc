@@ -69,6 +69,9 @@ int RunWorker(const std::vector<std::string>& args) {
                   "hardware profile (tokenfab profile --out) a --backend sim worker plays");
   flags.AddString("transport", &o.transport,
                   "KV transport: tcp (default; CPU workers) or nccl (GPU workers)");
+  flags.AddInt("kv-port", &o.kv_port,
+               "port the tcp transport receives KV on (default 0, a free one; fix it where a "
+               "firewall or NetworkPolicy lists ports)");
   flags.AddInt("metrics-port", &metrics_port,
                "Prometheus /metrics port (default: none; 0 picks one)");
   flags.AddInt("prefill-timeout-ms", &prefill_timeout_ms,
@@ -83,6 +86,7 @@ int RunWorker(const std::vector<std::string>& args) {
   if (check.ok()) check = CheckEngineFlags(engine);
   if (check.ok()) check = CheckPowerFlags(power);
   if (check.ok()) check = CheckRange("metrics-port", metrics_port, -1, 65535);
+  if (check.ok()) check = CheckRange("kv-port", o.kv_port, 0, 65535);
   if (check.ok()) check = CheckRange("prefill-timeout-ms", prefill_timeout_ms, 1, 3600000);
   if (check.ok()) check = CheckRange("drain-timeout-s", drain_timeout_s, 0, 86400);
   if (check.ok()) check = ParseRouterList(o.router).status();
