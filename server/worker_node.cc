@@ -184,7 +184,8 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
                                                        &node->power_fallback_));
   }
 
-  node->service_ = std::make_unique<WorkerService>(node->engine_.get(), node->transport_.get());
+  node->service_ = std::make_unique<WorkerService>(node->engine_.get(), node->transport_.get(),
+                                                   [raw = node.get()] { raw->StartDraining(); });
   EnableHealthService();
   grpc::ServerBuilder builder;
   int port = 0;
@@ -233,6 +234,7 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   ro.report_interval = o.report_interval;
   ASSIGN_OR_RETURN(node->routers_, RouterSet::Start(std::move(ro), std::move(hello), std::move(callbacks)));
   relay->SetTarget(node->routers_.get());
+  node->attaching_ = true;
   return node;
 }
 
@@ -270,10 +272,16 @@ internal::v1::WorkerLoadReport WorkerNode::LoadReport() const {
   return r;
 }
 
-bool WorkerNode::Drain(absl::Duration timeout) {
+void WorkerNode::StartDraining() {
+  if (service_->draining()) return;
   service_->StartDraining();
   SetReadiness(server_.get(), false, {kWorkerService});
-  routers_->ReportNow();
+  // Before the routers are set up the first load report says so anyway.
+  if (attaching_.load()) routers_->ReportNow();
+}
+
+bool WorkerNode::Drain(absl::Duration timeout) {
+  StartDraining();
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     const EngineStats s = engine_->Stats();

@@ -9,6 +9,7 @@
 #ifndef TOKENFAB_SERVER_WORKER_NODE_H_
 #define TOKENFAB_SERVER_WORKER_NODE_H_
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -89,8 +90,11 @@ class WorkerNode {
   // Whether any router has welcomed this worker.
   bool attached() const { return routers_->attached() > 0; }
 
-  // Refuses new calls, tells the router, and waits (up to `timeout`) until
-  // the calls in flight have finished. True if they all did.
+  // Refuses new calls and tells the routers (the Worker service's Drain
+  // call starts this too).
+  void StartDraining();
+  // StartDraining, then waits (up to `timeout`) until the calls in flight
+  // have finished. True if they all did.
   bool Drain(absl::Duration timeout);
 
   // Notified when the process should drain and exit: the router ordered a
@@ -113,6 +117,7 @@ class WorkerNode {
   std::unique_ptr<WorkerService> service_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<RouterSet> routers_;
+  std::atomic<bool> attaching_{false};  // routers_ is set
   absl::Notification exit_requested_;
   mutable absl::Mutex mu_;
   absl::Status exit_status_ ABSL_GUARDED_BY(mu_);

@@ -96,4 +96,17 @@ grpc::ServerUnaryReactor* WorkerService::Prefill(grpc::CallbackServerContext*,
   return new PrefillReactor(engine_, transport_, &in_flight_, draining_, *request, reply);
 }
 
+grpc::ServerUnaryReactor* WorkerService::Drain(grpc::CallbackServerContext* context,
+                                               const internal::v1::DrainRequest*,
+                                               internal::v1::DrainReply* reply) {
+  on_drain_();
+  const EngineStats s = engine_->Stats();
+  reply->set_calls_in_flight(in_flight_);
+  reply->set_running(s.running);
+  reply->set_waiting(s.waiting);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
 }  // namespace tokenfab

@@ -3,7 +3,8 @@
 // engine (cancelling the call cancels the request); Prefill computes a
 // prompt's KV and sends it over the KV transport to the decode worker that
 // asked. Once draining, new calls are refused with UNAVAILABLE so the
-// router sends them elsewhere; calls in flight go on.
+// router sends them elsewhere; calls in flight go on. Drain starts that
+// (through `on_drain`, which tells the routers) and reports what is left.
 //
 // gRPC callback API: no reaction blocks; engine outputs are queued and
 // written one at a time.
@@ -11,6 +12,7 @@
 #define TOKENFAB_SERVER_WORKER_SERVICE_H_
 
 #include <atomic>
+#include <functional>
 
 #include "grpcpp/grpcpp.h"
 #include "tokenfab/internal/v1/worker.grpc.pb.h"
@@ -21,14 +23,19 @@ namespace tokenfab {
 
 class WorkerService final : public internal::v1::Worker::CallbackService {
  public:
-  // `engine` and `transport` must outlive the service's server.
-  WorkerService(Engine* engine, KvTransport* transport) : engine_(engine), transport_(transport) {}
+  // `engine` and `transport` must outlive the service's server. `on_drain`
+  // (any thread, maybe more than once) starts the drain.
+  WorkerService(Engine* engine, KvTransport* transport, std::function<void()> on_drain)
+      : engine_(engine), transport_(transport), on_drain_(std::move(on_drain)) {}
 
   grpc::ServerWriteReactor<internal::v1::WorkerOutput>* Generate(
       grpc::CallbackServerContext* context, const internal::v1::WorkerRequest* request) override;
   grpc::ServerUnaryReactor* Prefill(grpc::CallbackServerContext* context,
                                     const internal::v1::PrefillRequest* request,
                                     internal::v1::PrefillReply* reply) override;
+  grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* context,
+                                  const internal::v1::DrainRequest* request,
+                                  internal::v1::DrainReply* reply) override;
 
   void StartDraining() { draining_ = true; }
   bool draining() const { return draining_; }
@@ -44,6 +51,7 @@ class WorkerService final : public internal::v1::Worker::CallbackService {
  private:
   Engine* engine_;
   KvTransport* transport_;
+  const std::function<void()> on_drain_;
   std::atomic<bool> draining_{false};
   std::atomic<int32_t> in_flight_{0};
 };

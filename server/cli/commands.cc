@@ -21,6 +21,7 @@ constexpr Command kCommands[] = {
     {"worker", "run a worker that attaches to a router", RunWorker},
     {"complete", "stream a completion from a running server (gRPC client)", RunComplete},
     {"health", "check a running router, worker or serve: exit 0 when it is serving", RunHealth},
+    {"drain", "drain a running worker: no new requests, wait for the ones in flight", RunDrain},
     {"profile", "measure a hardware profile (prefill/decode time and watts) of one worker",
      RunProfile},
     {"plan", "capacity planning: workers, kW, tokens/J and cost for a load, from a profile",

@@ -17,6 +17,7 @@ int RunBench(const std::vector<std::string>& args);
 int RunServe(const std::vector<std::string>& args);
 int RunComplete(const std::vector<std::string>& args);
 int RunHealth(const std::vector<std::string>& args);
+int RunDrain(const std::vector<std::string>& args);
 int RunRouter(const std::vector<std::string>& args);
 int RunWorker(const std::vector<std::string>& args);
 int RunProfile(const std::vector<std::string>& args);

@@ -63,3 +63,31 @@ def test_an_unreachable_target_fails_with_the_reason():
     code, out = health(f"127.0.0.1:{free_port()}", "--timeout-ms", "500")
     assert code == 1 and "tokenfab health:" in out and "gRPC code" in out, out
     assert subprocess.run([binary(), "health", "--timeout-ms", "0"], capture_output=True).returncode == 2
+
+
+def test_drain_finishes_the_requests_in_flight_and_leaves_the_process_to_sigterm(cluster):
+    c = cluster
+    listen = free_port()
+    worker = c.start_worker("w", "both", "--listen", f"127.0.0.1:{listen}")
+    target = f"127.0.0.1:{listen}"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        long = pool.submit(c.generate, "Tell me a long story about a river.", 300)
+        while c.worker_metric("w", "tokenfab_worker_running_requests") < 1 and not long.done():
+            time.sleep(0.02)
+        quick = subprocess.run([binary(), "drain", "--target", target, "--timeout-s", "0"],
+                               capture_output=True, text=True, timeout=30)
+        assert quick.returncode == 1 and "1 requests still in flight after 0 s" in quick.stderr, quick
+        assert not long.done()
+        drained = subprocess.run([binary(), "drain", "--target", target, "--timeout-s", "120"],
+                                 capture_output=True, text=True, timeout=180)
+        assert drained.returncode == 0, drained
+        assert drained.stdout == f"{target}: drained (1 requests were in flight)\n"
+        assert long.done() and long.result()[1].usage.completion_tokens == 300
+    # The router was told: it lists the worker as draining and routes nothing there.
+    (w,) = c.list_workers()
+    assert w.draining
+    assert health(target)[0] == 1 and health(target, "--service", "liveness")[0] == 0
+    assert worker.alive()
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(timeout=10) == 0
+    assert "every request finished" in worker.output()
