@@ -11,26 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from cli_help import default_of, flags_of
+
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "deploy" / "systemd"
 BINARY = os.path.abspath(os.environ.get("TOKENFAB_BINARY", str(ROOT / "build" / "server" / "tokenfab")))
-
-
-def help_of(command):
-    out = subprocess.run([BINARY, command, "--help"], capture_output=True, text=True, timeout=30)
-    text = out.stdout + out.stderr
-    flags = {}
-    for line in text.splitlines():
-        m = re.match(r"\s+--([a-z0-9-]+)(?:\s+\S+)?\s+(.*)", line)
-        if m:
-            flags[m.group(1)] = m.group(2)
-    assert flags, f"no flags in `tokenfab {command} --help`:\n{text}"
-    return flags
-
-
-def default_of(help_text):
-    m = re.search(r"\(default ([^;),]+)", help_text)
-    return m.group(1).strip() if m else None
 
 
 def env_file(name):
@@ -84,7 +69,7 @@ def test_verify_catches_a_broken_unit(verify_dir):
 def test_every_flag_exists(unit, command):
     argv = exec_start(unit)
     assert argv[0] == "/usr/local/bin/tokenfab" and argv[1] == command
-    known = help_of(command)
+    known = flags_of(command)
     used = [a[2:] for a in argv if a.startswith("--")]
     assert used, f"{unit} passes no flags"
     for flag in used:
@@ -92,13 +77,13 @@ def test_every_flag_exists(unit, command):
 
 
 def test_env_files_use_the_binarys_defaults():
-    router = help_of("router")
+    router = flags_of("router")
     env = env_file("router.env")
     for flag, key in [("grpc-port", "TOKENFAB_GRPC_PORT"), ("http-port", "TOKENFAB_HTTP_PORT"),
                       ("metrics-port", "TOKENFAB_METRICS_PORT"),
                       ("internal-port", "TOKENFAB_INTERNAL_PORT"), ("host", "TOKENFAB_HOST")]:
         assert env[key] == default_of(router[flag]), f"router.env {key} vs --{flag}: {router[flag]}"
-    worker = help_of("worker")
+    worker = flags_of("worker")
     wenv = env_file("worker.env")
     assert wenv["TOKENFAB_DRAIN_TIMEOUT_S"] == default_of(worker["drain-timeout-s"])
     assert wenv["TOKENFAB_ROUTER"].endswith(":" + env["TOKENFAB_INTERNAL_PORT"])
