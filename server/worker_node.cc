@@ -76,6 +76,8 @@ absl::Status CheckOptions(const WorkerNodeOptions& o) {
   return absl::OkStatus();
 }
 
+}  // namespace
+
 // Forwards the engine's KV events to the routers once they are attached
 // (the engine starts first; no request runs before the attach, but nothing
 // is lost if one did).
@@ -100,8 +102,6 @@ class KvEventRelay {
   RouterSet* target_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::vector<internal::v1::KvEvent> early_ ABSL_GUARDED_BY(mu_);
 };
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel& model,
                                                               const WorkerNodeOptions& o) {
@@ -166,7 +166,8 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
       },
       o.prefill_timeout);
 
-  auto relay = std::make_shared<KvEventRelay>();
+  node->relay_ = std::make_shared<KvEventRelay>();
+  std::shared_ptr<KvEventRelay> relay = node->relay_;
   EngineOptions eo;
   eo.scheduler = o.scheduler;
   eo.remote_prefiller = node->prefiller_.get();
@@ -221,25 +222,29 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
     std::fprintf(stderr, "tokenfab worker %s (backend=%s): role is now %s\n", raw->id_.c_str(),
                  std::string(raw->backend()).c_str(), RoleName(role));
   };
-  callbacks.on_drain = [raw] { raw->exit_requested_.Notify(); };
-  callbacks.on_refused = [raw](absl::Status s) {
-    {
-      absl::MutexLock lock(&raw->mu_);
-      raw->exit_status_ = s;
-    }
-    raw->exit_requested_.Notify();
-  };
+  callbacks.on_drain = [raw] { raw->RequestExit(absl::OkStatus()); };
+  callbacks.on_refused = [raw](absl::Status s) { raw->RequestExit(std::move(s)); };
   RouterSetOptions ro;
   ro.routers = o.router;
   ro.report_interval = o.report_interval;
   ASSIGN_OR_RETURN(node->routers_, RouterSet::Start(std::move(ro), std::move(hello), std::move(callbacks)));
   relay->SetTarget(node->routers_.get());
-  node->attaching_ = true;
+  {
+    absl::MutexLock lock(&node->mu_);
+    node->running_ = true;
+  }
+  if (node->service_->draining()) node->StartDraining();  // a Drain call came early
   return node;
 }
 
 WorkerNode::~WorkerNode() {
-  if (routers_ != nullptr) routers_.reset();
+  {
+    absl::MutexLock lock(&mu_);
+    running_ = false;
+  }
+  // The engine still runs (and reports KV events) until below.
+  if (relay_ != nullptr) relay_->SetTarget(nullptr);
+  routers_.reset();
   // Calls in flight are cancelled; the engine (still running) ends their
   // requests, which finishes the calls.
   if (server_ != nullptr)
@@ -272,12 +277,21 @@ internal::v1::WorkerLoadReport WorkerNode::LoadReport() const {
   return r;
 }
 
+void WorkerNode::RequestExit(absl::Status why) {
+  absl::MutexLock lock(&mu_);
+  if (exit_requested_.HasBeenNotified()) return;  // the first reason stands
+  exit_status_ = std::move(why);
+  exit_requested_.Notify();
+}
+
 void WorkerNode::StartDraining() {
-  if (service_->draining()) return;
   service_->StartDraining();
+  absl::MutexLock lock(&mu_);
+  // Before Start finishes (a Drain call that came early) Start does this.
+  if (!running_ || drain_announced_) return;
+  drain_announced_ = true;
   SetReadiness(server_.get(), false, {kWorkerService});
-  // Before the routers are set up the first load report says so anyway.
-  if (attaching_.load()) routers_->ReportNow();
+  routers_->ReportNow();
 }
 
 bool WorkerNode::Drain(absl::Duration timeout) {

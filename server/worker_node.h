@@ -9,7 +9,6 @@
 #ifndef TOKENFAB_SERVER_WORKER_NODE_H_
 #define TOKENFAB_SERVER_WORKER_NODE_H_
 
-#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -31,6 +30,7 @@
 namespace tokenfab {
 
 class WorkerStubs;
+class KvEventRelay;
 
 struct WorkerNodeOptions {
   // The routers' internal address: HOST:PORT, a comma-separated list of
@@ -105,6 +105,8 @@ class WorkerNode {
  private:
   WorkerNode() = default;
   internal::v1::WorkerLoadReport LoadReport() const;
+  // Notifies exit_requested() once; the first reason stands.
+  void RequestExit(absl::Status why);
 
   std::string id_, address_;
   std::unique_ptr<Backend> backend_;
@@ -116,11 +118,13 @@ class WorkerNode {
   std::string power_fallback_;
   std::unique_ptr<WorkerService> service_;
   std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<KvEventRelay> relay_;  // the engine's KV events -> routers_
   std::unique_ptr<RouterSet> routers_;
-  std::atomic<bool> attaching_{false};  // routers_ is set
   absl::Notification exit_requested_;
   mutable absl::Mutex mu_;
   absl::Status exit_status_ ABSL_GUARDED_BY(mu_);
+  bool running_ ABSL_GUARDED_BY(mu_) = false;  // Start finished, not being destroyed
+  bool drain_announced_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace tokenfab

@@ -18,8 +18,10 @@ const grpc::Status kDraining(grpc::StatusCode::UNAVAILABLE, "the worker is drain
 
 class GenerateReactor : public grpc::ServerWriteReactor<WorkerOutput> {
  public:
-  GenerateReactor(Engine* engine, std::atomic<int32_t>* in_flight, bool draining,
-                  const internal::v1::WorkerRequest& request)
+  // `draining` is read once the call counts as in flight, so a Drain that
+  // sees no call in flight is never followed by one that started.
+  GenerateReactor(Engine* engine, std::atomic<int32_t>* in_flight,
+                  const std::atomic<bool>& draining, const internal::v1::WorkerRequest& request)
       : engine_(engine),
         counter_(in_flight),
         id_(request.request_id()),
@@ -54,7 +56,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<WorkerOutput> {
 class PrefillReactor : public grpc::ServerUnaryReactor {
  public:
   PrefillReactor(Engine* engine, KvTransport* transport, std::atomic<int32_t>* in_flight,
-                 bool draining, const internal::v1::PrefillRequest& request,
+                 const std::atomic<bool>& draining, const internal::v1::PrefillRequest& request,
                  internal::v1::PrefillReply* reply)
       : engine_(engine), counter_(in_flight), id_(Engine::PrefillId(request.request_id())) {
     if (draining) {
