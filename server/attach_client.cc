@@ -110,8 +110,11 @@ grpc::Status AttachClient::Session() {
       RouterOrder order;
       while (stream->Read(&order)) {
         if (order.has_welcome()) {
-          absl::MutexLock lock(&mu_);
-          attached_ = true;
+          {
+            absl::MutexLock lock(&mu_);
+            attached_ = true;
+          }
+          if (callbacks_.on_welcome) callbacks_.on_welcome(order.welcome().router_id());
         } else if (order.has_set_role()) {
           {
             absl::MutexLock lock(&mu_);

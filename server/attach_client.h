@@ -32,6 +32,8 @@ struct AttachCallbacks {
   std::function<void(internal::v1::WorkerRole)> on_role;
   std::function<void()> on_drain;
   std::function<void(absl::Status)> on_refused;
+  // The router welcomed this worker; its id (control.proto Welcome).
+  std::function<void(uint64_t router_id)> on_welcome;
 };
 
 class AttachClient {

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <deque>
+#include <random>
 
 #include "server/grpc_service.h"
 
@@ -13,8 +14,8 @@ using internal::v1::WorkerReport;
 
 class AttachReactor : public grpc::ServerBidiReactor<WorkerReport, RouterOrder> {
  public:
-  AttachReactor(Cluster* cluster, const ControlService::GoneCallback* on_gone)
-      : cluster_(cluster), on_gone_(on_gone) {
+  AttachReactor(Cluster* cluster, uint64_t router_id, const ControlService::GoneCallback* on_gone)
+      : cluster_(cluster), router_id_(router_id), on_gone_(on_gone) {
     StartRead(&report_);
   }
 
@@ -53,6 +54,7 @@ class AttachReactor : public grpc::ServerBidiReactor<WorkerReport, RouterOrder> 
                    report_.hello().kv_blocks_total(), report_.hello().cached_block_hashes_size());
       RouterOrder welcome;
       welcome.mutable_welcome()->set_role(report_.hello().role());
+      welcome.mutable_welcome()->set_router_id(router_id_);
       Send(std::move(welcome));
     } else {
       const bool known = report_.has_load()
@@ -111,6 +113,7 @@ class AttachReactor : public grpc::ServerBidiReactor<WorkerReport, RouterOrder> 
   }
 
   Cluster* cluster_;
+  const uint64_t router_id_;
   const ControlService::GoneCallback* on_gone_;
   WorkerReport report_;
   std::string id_;
@@ -125,7 +128,13 @@ class AttachReactor : public grpc::ServerBidiReactor<WorkerReport, RouterOrder> 
 }  // namespace
 
 ControlService::ControlService(Cluster* cluster, GoneCallback on_gone, std::function<void()> on_tick)
-    : cluster_(cluster), on_gone_(std::move(on_gone)), on_tick_(std::move(on_tick)) {
+    : cluster_(cluster),
+      router_id_([] {
+        std::random_device rd;
+        return (uint64_t{rd()} << 32) | rd();
+      }()),
+      on_gone_(std::move(on_gone)),
+      on_tick_(std::move(on_tick)) {
   reaper_ = std::thread([this] { Reap(); });
 }
 
@@ -152,7 +161,7 @@ void ControlService::Reap() {
 
 grpc::ServerBidiReactor<WorkerReport, RouterOrder>* ControlService::Attach(
     grpc::CallbackServerContext*) {
-  return new AttachReactor(cluster_, &on_gone_);
+  return new AttachReactor(cluster_, router_id_, &on_gone_);
 }
 
 grpc::ServerUnaryReactor* AdminService::ListWorkers(grpc::CallbackServerContext* context,

@@ -27,6 +27,8 @@ class ControlService final : public internal::v1::WorkerControl::CallbackService
   // runs on the reaper's thread after each check, every 200 ms.
   ControlService(Cluster* cluster, GoneCallback on_gone, std::function<void()> on_tick = nullptr);
   ~ControlService() override;  // stops the reaper
+  // This router process's id, sent in every welcome.
+  uint64_t router_id() const { return router_id_; }
 
   grpc::ServerBidiReactor<internal::v1::WorkerReport, internal::v1::RouterOrder>* Attach(
       grpc::CallbackServerContext* context) override;
@@ -35,6 +37,7 @@ class ControlService final : public internal::v1::WorkerControl::CallbackService
   void Reap();
 
   Cluster* cluster_;
+  const uint64_t router_id_;
   GoneCallback on_gone_;
   std::function<void()> on_tick_;
   absl::Mutex mu_;

@@ -19,8 +19,9 @@ absl::StatusOr<std::vector<RouterEndpoint>> ParseRouterList(std::string_view lis
   while (true) {
     const size_t comma = list.find(',');
     std::string_view entry = list.substr(0, comma);
-    while (!entry.empty() && entry.front() == ' ') entry.remove_prefix(1);
-    while (!entry.empty() && entry.back() == ' ') entry.remove_suffix(1);
+    while (!entry.empty() && (entry.front() == ' ' || entry.front() == '\t'))
+      entry.remove_prefix(1);
+    while (!entry.empty() && (entry.back() == ' ' || entry.back() == '\t')) entry.remove_suffix(1);
     const auto bad = [&](std::string_view why) {
       return absl::InvalidArgumentError(
           StrCat("--router: '", entry, "' is not HOST:PORT (", why, ")"));
@@ -36,6 +37,10 @@ absl::StatusOr<std::vector<RouterEndpoint>> ParseRouterList(std::string_view lis
       return bad("write an IPv6 address as [ADDRESS]:PORT");
     }
     if (host.empty()) return bad("no host");
+    if (host.find_first_of("[]/ \t") != std::string_view::npos) return bad("not a host name");
+    if (entry.front() == '[' && host.find(':') == std::string_view::npos) {
+      return bad("brackets are for an IPv6 address");
+    }
     const std::string_view digits = entry.substr(colon + 1);
     uint32_t port = 0;
     const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
@@ -102,46 +107,60 @@ RouterSet::RouterSet(RouterSetOptions options, std::vector<RouterEndpoint> endpo
       endpoints_(std::move(endpoints)),
       hello_(std::move(hello)),
       callbacks_(std::move(callbacks)),
-      role_(hello_.role()) {
-  per_client_ = callbacks_;
-  per_client_.on_role = [this](internal::v1::WorkerRole role) { OnRole(role); };
-}
+      role_(hello_.role()),
+      resolved_(endpoints_.size()) {}
 
 RouterSet::~RouterSet() {
-  std::map<std::string, std::unique_ptr<AttachClient>> clients;
+  std::map<std::string, Attachment> clients;
   {
     absl::MutexLock lock(&mu_);
     stop_ = true;
     clients.swap(clients_);
   }
   if (resolver_.joinable()) resolver_.join();
-  clients.clear();  // outside the lock: their threads may call OnRole
+  clients.clear();  // outside the lock: their threads call back into this
 }
 
 void RouterSet::ResolveLoop() {
   while (true) {
     {
       absl::MutexLock lock(&mu_);
-      mu_.AwaitWithTimeout(absl::Condition(&stop_), absl::FromChrono(options_.resolve_interval));
+      mu_.AwaitWithTimeout(absl::Condition(
+                               +[](RouterSet* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                                 return s->stop_ || s->update_now_;
+                               },
+                               this),
+                           absl::FromChrono(options_.resolve_interval));
       if (stop_) return;
+      update_now_ = false;
     }
     Update();
   }
 }
 
+AttachCallbacks RouterSet::CallbacksFor(const std::string& target) {
+  AttachCallbacks c = callbacks_;
+  c.on_role = [this](internal::v1::WorkerRole role) { OnRole(role); };
+  c.on_welcome = [this, target](uint64_t router_id) { OnWelcome(target, router_id); };
+  c.on_refused = [this, target](absl::Status why) { OnRefused(target, std::move(why)); };
+  return c;
+}
+
 void RouterSet::Update() {
-  // Resolving can block for seconds: no lock held.
-  std::vector<std::string> targets;
+  // Resolving can block for seconds: no lock held. A name that does not
+  // resolve now keeps what it gave before: a DNS hiccup must not detach a
+  // worker from live routers.
   std::vector<std::pair<std::string, absl::Status>> failed;
-  for (const RouterEndpoint& e : endpoints_) {
-    absl::StatusOr<std::vector<std::string>> found = ResolveRouter(e);
-    if (found.ok()) {
-      targets.insert(targets.end(), found->begin(), found->end());
+  std::vector<std::vector<std::string>> found(endpoints_.size());
+  for (size_t i = 0; i < endpoints_.size(); ++i) {
+    absl::StatusOr<std::vector<std::string>> r = ResolveRouter(endpoints_[i]);
+    if (r.ok()) {
+      found[i] = std::move(*r);
     } else {
-      failed.emplace_back(e.host, found.status());
+      failed.emplace_back(endpoints_[i].host, r.status());
     }
   }
-  std::vector<std::unique_ptr<AttachClient>> gone;
+  std::vector<Attachment> gone;
   {
     absl::MutexLock lock(&mu_);
     if (stop_) return;
@@ -152,34 +171,85 @@ void RouterSet::Update() {
                      static_cast<long long>(options_.resolve_interval.count()));
       }
     }
-    for (const RouterEndpoint& e : endpoints_) {
-      if (std::none_of(failed.begin(), failed.end(),
-                       [&](const auto& f) { return f.first == e.host; }))
-        unresolved_.erase(e.host);
+    absl::flat_hash_set<std::string> targets;
+    for (size_t i = 0; i < endpoints_.size(); ++i) {
+      if (!found[i].empty()) {
+        unresolved_.erase(endpoints_[i].host);
+        resolved_[i] = std::move(found[i]);
+      }
+      targets.insert(resolved_[i].begin(), resolved_[i].end());
     }
-    // While a name does not resolve, keep what it gave before: a DNS
-    // hiccup must not detach a worker from live routers.
-    if (failed.empty()) {
-      for (auto it = clients_.begin(); it != clients_.end();) {
-        if (std::find(targets.begin(), targets.end(), it->first) == targets.end()) {
-          std::fprintf(stderr, "tokenfab worker %s: router %s is gone from DNS; detaching\n",
-                       hello_.worker_id().c_str(), it->first.c_str());
-          gone.push_back(std::move(it->second));
-          it = clients_.erase(it);
-        } else {
-          ++it;
-        }
+    if (targets.size() > kMaxRouters) {
+      std::fprintf(stderr, "tokenfab worker %s: --router names %zu addresses; attaching to %zu\n",
+                   hello_.worker_id().c_str(), targets.size(), kMaxRouters);
+      std::vector<std::string> sorted(targets.begin(), targets.end());
+      std::sort(sorted.begin(), sorted.end());
+      targets = absl::flat_hash_set<std::string>(sorted.begin(), sorted.begin() + kMaxRouters);
+    }
+    for (auto it = clients_.begin(); it != clients_.end();) {
+      const bool listed = targets.contains(it->first);
+      if (listed && !it->second.duplicate) {
+        ++it;
+        continue;
+      }
+      if (!listed) {
+        std::fprintf(stderr, "tokenfab worker %s: router %s is gone from DNS; detaching\n",
+                     hello_.worker_id().c_str(), it->first.c_str());
+      }
+      gone.push_back(std::move(it->second));
+      // A duplicate stays in the map, without a client, while DNS lists it.
+      if (listed) {
+        it->second = Attachment{.client = nullptr, .duplicate = true};
+        ++it;
+      } else {
+        it = clients_.erase(it);
       }
     }
     for (const std::string& target : targets) {
       if (clients_.contains(target)) continue;
       internal::v1::WorkerHello hello = hello_;
       hello.set_role(role_);
-      clients_[target] = std::make_unique<AttachClient>(target, std::move(hello), per_client_,
-                                                        options_.report_interval, cached_);
+      clients_[target].client = std::make_unique<AttachClient>(
+          target, std::move(hello), CallbacksFor(target), options_.report_interval, cached_);
     }
   }
-  gone.clear();  // outside the lock: their threads may call OnRole
+  gone.clear();  // outside the lock: their threads call back into this
+}
+
+void RouterSet::OnWelcome(const std::string& target, uint64_t router_id) {
+  absl::MutexLock lock(&mu_);
+  auto self = clients_.find(target);
+  if (self == clients_.end()) return;
+  self->second.router_id = router_id;
+  for (const auto& [other, a] : clients_) {
+    if (other == target || a.client == nullptr || a.router_id != router_id) continue;
+    // Two sessions of one worker on one router replace each other forever:
+    // keep the first, drop this one (Update does; this thread is its own).
+    std::fprintf(stderr,
+                 "tokenfab worker %s: %s is the router already attached at %s; keeping one "
+                 "attachment\n",
+                 hello_.worker_id().c_str(), target.c_str(), other.c_str());
+    self->second.duplicate = true;
+    update_now_ = true;
+    return;
+  }
+}
+
+void RouterSet::OnRefused(const std::string& target, absl::Status why) {
+  bool all = true;
+  {
+    absl::MutexLock lock(&mu_);
+    auto self = clients_.find(target);
+    if (self != clients_.end()) self->second.refused = true;
+    for (const auto& [t, a] : clients_) all = all && (a.refused || a.duplicate);
+  }
+  if (all) {
+    callbacks_.on_refused(std::move(why));
+    return;
+  }
+  // Another router may still take this worker (a rollout in progress).
+  std::fprintf(stderr, "tokenfab worker %s: router %s refused it (%s); staying with the others\n",
+               hello_.worker_id().c_str(), target.c_str(), std::string(why.message()).c_str());
 }
 
 void RouterSet::OnRole(internal::v1::WorkerRole role) {
@@ -187,7 +257,8 @@ void RouterSet::OnRole(internal::v1::WorkerRole role) {
     absl::MutexLock lock(&mu_);
     if (role == role_) return;
     role_ = role;
-    for (auto& [target, client] : clients_) client->SetRole(role);
+    for (auto& [target, a] : clients_)
+      if (a.client != nullptr) a.client->SetRole(role);
   }
   if (callbacks_.on_role) callbacks_.on_role(role);
 }
@@ -203,15 +274,14 @@ void RouterSet::OnKvEvents(std::vector<internal::v1::KvEvent> events) {
       }
     }
   }
-  if (clients_.empty()) return;
-  auto last = std::prev(clients_.end());
-  for (auto it = clients_.begin(); it != last; ++it) it->second->OnKvEvents(events);
-  last->second->OnKvEvents(std::move(events));
+  for (auto& [target, a] : clients_)
+    if (a.client != nullptr) a.client->OnKvEvents(events);
 }
 
 void RouterSet::ReportNow() {
   absl::MutexLock lock(&mu_);
-  for (auto& [target, client] : clients_) client->ReportNow();
+  for (auto& [target, a] : clients_)
+    if (a.client != nullptr) a.client->ReportNow();
 }
 
 internal::v1::WorkerRole RouterSet::role() const {
@@ -222,14 +292,15 @@ internal::v1::WorkerRole RouterSet::role() const {
 int RouterSet::attached() const {
   absl::MutexLock lock(&mu_);
   int n = 0;
-  for (const auto& [target, client] : clients_) n += client->attached();
+  for (const auto& [target, a] : clients_) n += a.client != nullptr && a.client->attached();
   return n;
 }
 
 std::vector<std::string> RouterSet::targets() const {
   absl::MutexLock lock(&mu_);
   std::vector<std::string> out;
-  for (const auto& [target, client] : clients_) out.push_back(target);
+  for (const auto& [target, a] : clients_)
+    if (a.client != nullptr) out.push_back(target);
   return out;
 }
 

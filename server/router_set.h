@@ -10,7 +10,10 @@
 // What the attachments share lives here: the worker's role (any router may
 // set it; the others learn it from the next load report) and the mirror of
 // the prefix cache that a new attachment's hello starts from. A drain order
-// or a refusal from any router is the worker's.
+// from any router is the worker's; a refusal only when every router refuses
+// (during a rollout the old routers may refuse what the new ones take). One
+// router reached by two addresses (its welcome carries a per-process id) is
+// attached once.
 #ifndef TOKENFAB_SERVER_ROUTER_SET_H_
 #define TOKENFAB_SERVER_ROUTER_SET_H_
 
@@ -71,24 +74,39 @@ class RouterSet {
   std::vector<std::string> targets() const;
 
  private:
+  // One router address: its client (none for an address that turned out to
+  // be a router already attached), what its welcome said, whether it refused.
+  struct Attachment {
+    std::unique_ptr<AttachClient> client;
+    bool duplicate = false;
+    bool refused = false;
+    uint64_t router_id = 0;
+  };
+  static constexpr size_t kMaxRouters = 256;
+
   RouterSet(RouterSetOptions options, std::vector<RouterEndpoint> endpoints,
             internal::v1::WorkerHello hello, AttachCallbacks callbacks);
   void ResolveLoop();
-  // Attaches to new addresses and detaches from vanished ones.
+  // Attaches to new addresses, detaches from vanished and duplicate ones.
   void Update();
+  AttachCallbacks CallbacksFor(const std::string& target);
   void OnRole(internal::v1::WorkerRole role);
+  void OnWelcome(const std::string& target, uint64_t router_id);
+  void OnRefused(const std::string& target, absl::Status why);
 
   const RouterSetOptions options_;
   const std::vector<RouterEndpoint> endpoints_;
   const internal::v1::WorkerHello hello_;
   const AttachCallbacks callbacks_;
-  AttachCallbacks per_client_;  // callbacks_ with the role shared
 
   mutable absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool update_now_ ABSL_GUARDED_BY(mu_) = false;
   internal::v1::WorkerRole role_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<uint64_t> cached_ ABSL_GUARDED_BY(mu_);  // mirror of the prefix cache
-  std::map<std::string, std::unique_ptr<AttachClient>> clients_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Attachment> clients_ ABSL_GUARDED_BY(mu_);
+  // Each endpoint's addresses at its last successful lookup.
+  std::vector<std::vector<std::string>> resolved_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> unresolved_ ABSL_GUARDED_BY(mu_);  // warned about once
   std::thread resolver_;
 };

@@ -5,6 +5,7 @@
 // is going away finishes its requests within the grace period.
 //
 //   tokenfab drain [--target HOST:PORT] [--timeout-s N]
+#include <algorithm>
 #include <cstdio>
 #include <thread>
 

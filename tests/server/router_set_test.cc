@@ -4,6 +4,7 @@
 #include "server/router_set.h"
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <memory>
 
@@ -33,8 +34,9 @@ TEST(ParseRouterListTest, AcceptsNamesAddressesAndLists) {
 }
 
 TEST(ParseRouterListTest, RefusesWhatIsNotHostPort) {
-  for (const char* bad : {"", "router", "router:", ":50052", "router:0", "router:65536",
-                          "router:12x", "a:1,,b:2", "[::1:5", "::1:5", "[]:5"}) {
+  for (const char* bad :
+       {"", "router", "router:", ":50052", "router:0", "router:65536", "router:12x", "a:1,,b:2",
+        "[::1:5", "::1:5", "[]:5", "a]:1", "[router]:5", "ro uter:5", "http://router:5"}) {
     auto r = ParseRouterList(bad);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << "'" << bad << "'";
     EXPECT_NE(r.status().message().find("--router"), std::string_view::npos) << r.status();
@@ -59,10 +61,11 @@ TEST(ResolveRouterTest, AddressesAndNames) {
 
 // One router's internal port: a Cluster behind the real control service.
 struct Router {
-  Router() : cluster(RoutingOptions{}, "model", 1) {
+  explicit Router(const std::string& fingerprint = "model", const std::string& host = "127.0.0.1")
+      : cluster(RoutingOptions{}, fingerprint, 1) {
     control = std::make_unique<ControlService>(&cluster, [](const std::string&) {});
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.AddListeningPort(host + ":0", grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(control.get());
     server = builder.BuildAndStart();
   }
@@ -101,8 +104,7 @@ internal::v1::KvEvent Stored(std::vector<uint64_t> hashes) {
   return e;
 }
 
-TEST(RouterSetTest, EveryRouterSeesTheWorkerItsBlocksAndItsRole) {
-  Router a, b;
+internal::v1::WorkerHello Hello() {
   internal::v1::WorkerHello hello;
   hello.set_worker_id("w");
   hello.set_address("127.0.0.1:1");
@@ -110,6 +112,12 @@ TEST(RouterSetTest, EveryRouterSeesTheWorkerItsBlocksAndItsRole) {
   hello.set_kv_blocks_total(64);
   hello.set_model_fingerprint("model");
   hello.set_kv_wire_version(1);
+  return hello;
+}
+
+TEST(RouterSetTest, EveryRouterSeesTheWorkerItsBlocksAndItsRole) {
+  Router a, b;
+  const internal::v1::WorkerHello hello = Hello();
   std::vector<WorkerRole> roles;
   absl::Mutex mu;
   AttachCallbacks callbacks;
@@ -158,11 +166,62 @@ TEST(RouterSetTest, EveryRouterSeesTheWorkerItsBlocksAndItsRole) {
   ASSERT_TRUE(WaitFor([&] { return fresh.Workers().size() == 1; }));
   EXPECT_EQ(fresh.Workers()[0].cached_blocks(), 3);
   EXPECT_EQ(fresh.Workers()[0].role(), internal::v1::WORKER_ROLE_DECODE);
-  EXPECT_EQ((*set)->attached(), 2);
+  // Welcomed again (the router records the hello before its welcome lands).
+  EXPECT_TRUE(WaitFor([&] { return (*set)->attached() == 2; }));
   set->reset();
   b.server->Shutdown(std::chrono::system_clock::now());
   b.server->Wait();
   b.server.reset();  // before `control` goes
+}
+
+// One router on every loopback address, named twice: the two sessions
+// would replace each other on the router forever; one is kept.
+TEST(RouterSetTest, OneRouterReachedByTwoAddressesIsAttachedOnce) {
+  Router r("model", "0.0.0.0");
+  AttachCallbacks callbacks;
+  callbacks.load = [] { return internal::v1::WorkerLoadReport(); };
+  callbacks.on_refused = [](absl::Status s) { ADD_FAILURE() << s; };
+  RouterSetOptions options;
+  options.routers = StrCat("127.0.0.1:", r.port, ",127.0.0.2:", r.port);
+  options.report_interval = std::chrono::milliseconds(50);
+  options.resolve_interval = std::chrono::milliseconds(100);
+  auto set = RouterSet::Start(options, Hello(), callbacks);
+  ASSERT_TRUE(set.ok()) << set.status();
+  ASSERT_TRUE(WaitFor([&] { return (*set)->targets().size() == 1 && (*set)->attached() == 1; }));
+  // Stable: the router keeps one session of the worker, reports flowing.
+  ASSERT_TRUE(WaitFor([&] { return r.Find("w") != nullptr; }));
+  absl::SleepFor(absl::Milliseconds(600));
+  EXPECT_EQ((*set)->attached(), 1);
+  EXPECT_EQ((*set)->targets().size(), 1u);
+  ASSERT_NE(r.Find("w"), nullptr);
+}
+
+// A router that refuses the worker (another model: a rollout half done) is
+// left alone while another takes it; only a refusal by every router ends it.
+TEST(RouterSetTest, ARefusalEndsTheWorkerOnlyWhenEveryRouterRefuses) {
+  Router good, other("another model");
+  std::atomic<int> refusals{0};
+  AttachCallbacks callbacks;
+  callbacks.load = [] { return internal::v1::WorkerLoadReport(); };
+  callbacks.on_refused = [&](absl::Status s) {
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+    ++refusals;
+  };
+  RouterSetOptions options;
+  options.routers = StrCat(good.address(), ",", other.address());
+  options.report_interval = std::chrono::milliseconds(50);
+  auto both = RouterSet::Start(options, Hello(), callbacks);
+  ASSERT_TRUE(both.ok()) << both.status();
+  ASSERT_TRUE(WaitFor([&] { return (*both)->attached() == 1 && good.Find("w") != nullptr; }));
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(refusals, 0);
+  EXPECT_EQ(other.Find("w"), nullptr);
+  both->reset();
+
+  options.routers = other.address();
+  auto refused = RouterSet::Start(options, Hello(), callbacks);
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  EXPECT_TRUE(WaitFor([&] { return refusals == 1; }));
 }
 
 }  // namespace
