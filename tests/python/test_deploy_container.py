@@ -120,7 +120,7 @@ def test_the_image_runs_unprivileged_with_the_binarys_ports():
     user = final["USER"].split(":")[0]
     assert user not in ("root", "0") and int(user) >= 1000
     stage = STAGE.read_text()
-    assert f"--uid \"$UID_GID\"" in stage and f"UID_GID={user}" in stage
+    assert "--uid \"$UID_GID\" --gid \"$UID_GID\"" in stage and f"UID_GID={user}" in stage
     exposed = {int(p) for p in final["EXPOSE"].split()}
     router = flags_of("router")
     want = {int(default_of(router[f"{name}-port"])) for name in ("grpc", "http", "metrics", "internal")}

@@ -67,13 +67,17 @@ def container(deployment):
     return c
 
 
+SWITCHES = {"planner-recommend-only", "enforce-eager"}  # flags without a value
+
+
 def args_of(c) -> dict:
-    """--flag=value arguments -> {flag: value}."""
+    """--flag=value arguments (and switches, as True) -> {flag: value}."""
     out = {}
     for a in c["args"][1:]:
-        assert a.startswith("--") and "=" in a, f"{a!r}: the chart writes flags as --flag=value"
-        flag, _, value = a[2:].partition("=")
-        out[flag] = value
+        assert a.startswith("--"), f"{a!r}: the chart writes flags as --flag=value"
+        flag, eq, value = a[2:].partition("=")
+        assert eq or flag in SWITCHES, f"{a!r}: the chart writes flags as --flag=value"
+        out[flag] = value if eq else True
     return out
 
 
@@ -200,6 +204,8 @@ def test_routers_and_workers_use_the_binarys_flags_ports_and_probes(rendered):
         # Autoscaled: the scaler, not the chart, owns the replica count.
         assert "replicas" not in worker_deploy["spec"]
         assert ra["planner-profile"].startswith("/etc/tokenfab/profile/")
+        # Several routers: their planners recommend, the autoscaler acts.
+        assert router_deploy["spec"]["replicas"] > 1 and ra["planner-recommend-only"] is True
     else:
         assert wa["device"] == "cpu" and "nvidia.com/gpu" not in resources.get("limits", {})
         assert worker_deploy["spec"]["replicas"] >= 1
