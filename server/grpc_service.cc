@@ -132,6 +132,12 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
+absl::Status RpcFailure(std::string_view what, const grpc::Status& status) {
+  return absl::Status(FromGrpcStatus(status).code(),
+                      StrCat(what, ": ", status.error_message(), " (gRPC code ",
+                             static_cast<int>(status.error_code()), ")"));
+}
+
 absl::Status ParseRequest(const grpc::ByteBuffer& bytes, google::protobuf::Message* out) {
   grpc::ByteBuffer copy(bytes);
   grpc::ProtoBufferReader reader(&copy);

@@ -20,6 +20,8 @@ namespace tokenfab {
 // The one mapping from absl::Status to a gRPC status (same codes, same message).
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
+// A failed call as a client command reports it: "WHAT: message (gRPC code N)".
+absl::Status RpcFailure(std::string_view what, const grpc::Status& status);
 
 // Parses `bytes` as a T; InvalidArgument names a string field that is not
 // valid UTF-8 (nested messages included), or says the message is malformed.

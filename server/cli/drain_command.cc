@@ -14,6 +14,7 @@
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
+#include "server/grpc_service.h"
 #include "tokenfab/internal/v1/worker.grpc.pb.h"
 
 namespace tokenfab {
@@ -42,9 +43,7 @@ int RunDrain(const std::vector<std::string>& args) {
     internal::v1::DrainReply reply;
     const grpc::Status status = stub->Drain(&context, internal::v1::DrainRequest(), &reply);
     if (!status.ok()) {
-      return ReportError("drain", absl::UnavailableError(
-                                      StrCat(target, ": ", status.error_message(), " (gRPC code ",
-                                             static_cast<int>(status.error_code()), ")")));
+      return ReportError("drain", RpcFailure(target, status));
     }
     const int32_t left = std::max(reply.calls_in_flight(), reply.running() + reply.waiting());
     if (first < 0) first = left;

@@ -12,6 +12,7 @@
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
+#include "server/grpc_service.h"
 #include "server/health.h"
 
 namespace tokenfab {
@@ -42,9 +43,7 @@ int RunHealth(const std::vector<std::string>& args) {
   const grpc::Status status = stub->Check(&context, request, &response);
   const std::string what = service.empty() ? target : StrCat(target, " (", service, ")");
   if (!status.ok()) {
-    return ReportError(
-        "health", absl::UnavailableError(StrCat(what, ": ", status.error_message(), " (gRPC code ",
-                                                static_cast<int>(status.error_code()), ")")));
+    return ReportError("health", RpcFailure(what, status));
   }
   const std::string name =
       grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
