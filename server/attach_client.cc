@@ -28,18 +28,23 @@ AttachClient::~AttachClient() {
   thread_.join();
 }
 
-void AttachClient::OnKvEvents(std::vector<internal::v1::KvEvent> events) {
-  absl::MutexLock lock(&mu_);
-  for (internal::v1::KvEvent& e : events) {
+void ApplyKvEvents(const std::vector<internal::v1::KvEvent>& events,
+                   absl::flat_hash_set<uint64_t>* cached) {
+  for (const internal::v1::KvEvent& e : events) {
     for (uint64_t h : e.block_hashes()) {
       if (e.kind() == internal::v1::KvEvent::STORED) {
-        cached_.insert(h);
+        cached->insert(h);
       } else {
-        cached_.erase(h);
+        cached->erase(h);
       }
     }
-    pending_.push_back(std::move(e));
   }
+}
+
+void AttachClient::OnKvEvents(std::vector<internal::v1::KvEvent> events) {
+  absl::MutexLock lock(&mu_);
+  ApplyKvEvents(events, &cached_);
+  for (internal::v1::KvEvent& e : events) pending_.push_back(std::move(e));
 }
 
 void AttachClient::ReportNow() {

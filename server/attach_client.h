@@ -36,6 +36,10 @@ struct AttachCallbacks {
   std::function<void(uint64_t router_id)> on_welcome;
 };
 
+// Applies KV events to a mirror of the prefix cache's block hashes.
+void ApplyKvEvents(const std::vector<internal::v1::KvEvent>& events,
+                   absl::flat_hash_set<uint64_t>* cached);
+
 class AttachClient {
  public:
   // `hello` is sent on every (re)attach, with the current role and snapshot;

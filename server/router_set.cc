@@ -265,15 +265,7 @@ void RouterSet::OnRole(internal::v1::WorkerRole role) {
 
 void RouterSet::OnKvEvents(std::vector<internal::v1::KvEvent> events) {
   absl::MutexLock lock(&mu_);
-  for (const internal::v1::KvEvent& e : events) {
-    for (uint64_t h : e.block_hashes()) {
-      if (e.kind() == internal::v1::KvEvent::STORED) {
-        cached_.insert(h);
-      } else {
-        cached_.erase(h);
-      }
-    }
-  }
+  ApplyKvEvents(events, &cached_);
   for (auto& [target, a] : clients_)
     if (a.client != nullptr) a.client->OnKvEvents(events);
 }
