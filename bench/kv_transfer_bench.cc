@@ -52,7 +52,7 @@ Times OneTransfer(const ModelConfig& config, KvCache& src, KvCache& dst, TcpTran
     std::abort();
   }
   const auto start = Clock::now();
-  auto stream = tx.Open(rx.endpoint(), spec);
+  auto stream = tx.Open({rx.endpoint()}, spec);
   constexpr int32_t kChunk = 512;  // the engine's default --max-batched-tokens
   Clock::time_point first_push{};
   for (int32_t first = 0; first < tokens; first += kChunk) {

@@ -34,7 +34,7 @@ void TransportPrefiller::Complete(const std::shared_ptr<Job>& job,
     if (it != jobs_.end() && it->second == job) jobs_.erase(it);
   }
   const bool ok = kv.ok();
-  if (!ok) transport_->Forget(job->transfer_id);
+  if (!ok) transport_->Failed(job->transfer_id, kv.status());
   Done done;
   std::function<void()> cancel;
   {
@@ -73,6 +73,11 @@ void TransportPrefiller::Start(RemotePrefillJob j, Done done) {
     Complete(job, s);
     return;
   }
+  absl::StatusOr<KvRoute> route = transport_->Route(j.where.address(), job->transfer_id);
+  if (!route.ok()) {
+    Complete(job, route.status());
+    return;
+  }
   internal::v1::PrefillRequest request;
   request.set_request_id(j.request_id);
   request.mutable_token_ids()->Assign(j.tokens.begin(), j.tokens.end());
@@ -81,8 +86,9 @@ void TransportPrefiller::Start(RemotePrefillJob j, Done done) {
   request.set_deadline_unix_ms(j.deadline_unix_ms);
   internal::v1::KvTarget* target = request.mutable_target();
   target->set_transport(std::string(transport_->kind()));
-  target->set_endpoint(transport_->endpoint());
+  target->set_endpoint(route->endpoint);
   target->set_transfer_id(job->transfer_id);
+  target->set_nccl_unique_id(route->bootstrap);
   auto deadline = std::chrono::system_clock::now() + timeout_;
   if (j.deadline_unix_ms > 0) {
     deadline = std::min(deadline, std::chrono::system_clock::time_point(
@@ -139,7 +145,8 @@ absl::Status ServePrefill(Engine& engine, KvTransport& transport,
   spec.layout = engine.kv_layout();
   spec.first_position = request.send_from();
   spec.end_position = request.token_ids_size();
-  std::shared_ptr<KvSendStream> stream = transport.Open(request.target().endpoint(), spec);
+  std::shared_ptr<KvSendStream> stream =
+      transport.Open({request.target().endpoint(), request.target().nccl_unique_id()}, spec);
   const int64_t bytes = spec.TotalBytes();
   absl::Status s = engine.SubmitPrefill(
       request, stream, [stream, bytes, reply](const internal::v1::WorkerOutput& out) {

@@ -444,12 +444,8 @@ void Engine::ApplyArrival(KvArrival a) {
     if (kv.spec.first_position != s->num_computed || kv.spec.end_position != s->remote_end ||
         kv.spec.layout != backend_->kv_layout()) {
       status = absl::InternalError("the KV that arrived is not the KV that was asked for");
-    }
-    for (int32_t l = 0; status.ok() && l < kv.spec.layout.num_layers; ++l) {
-      status = backend_->WriteKv(
-          l, s->block_table, kv.spec.first_position, kv.spec.positions(),
-          std::span<const uint8_t>(kv.bytes).subspan(static_cast<size_t>(l * kv.spec.LayerBytes()),
-                                                     static_cast<size_t>(kv.spec.LayerBytes())));
+    } else {
+      status = kv.WriteTo(*backend_, s->block_table);
     }
   }
   if (status.ok()) scheduler_.Computed(s, s->remote_end - s->num_computed);
@@ -467,16 +463,9 @@ void Engine::ApplyArrival(KvArrival a) {
 }
 
 void Engine::ExportLayer(Sequence* s, int32_t layer, int32_t first, int32_t count) {
-  KvPiece piece;
-  piece.layer = layer;
-  piece.first_position = first;
-  piece.count = count;
-  piece.bytes.resize(static_cast<size_t>(backend_->kv_layout().PositionBytes() * count));
-  if (!backend_->ReadKv(layer, s->block_table, first, count, piece.bytes).ok()) {
+  if (!s->kv_export->PushSlice(*backend_, {layer, s->block_table, first, count}).ok()) {
     s->kv_export->Abort();  // the decode worker recomputes
-    return;
   }
-  s->kv_export->Push(std::move(piece));
 }
 
 void Engine::Deliver() {

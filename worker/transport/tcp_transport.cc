@@ -14,6 +14,7 @@
 #include <cstring>
 #include <deque>
 
+#include "common/status_macros.h"
 #include "common/strings.h"
 #include "worker/transport/kv_wire.h"
 
@@ -115,18 +116,10 @@ absl::StatusOr<int> Connect(const std::string& endpoint, int32_t timeout_ms) {
 
 }  // namespace
 
-// A transfer this transport waits for. `mu` serializes the arrival callback
-// with Forget.
-struct TcpTransport::Expected {
-  KvTransferSpec spec;
-  absl::Mutex mu;
-  Arrival on_arrival ABSL_GUARDED_BY(mu);  // null once called or forgotten
-  bool claimed = false;                    // a connection is receiving it (transport mu_)
-
-  void Deliver(absl::StatusOr<std::unique_ptr<ReceivedKv>> kv) {
-    absl::MutexLock lock(&mu);
-    if (on_arrival) std::exchange(on_arrival, nullptr)(std::move(kv));
-  }
+// A transfer this transport waits for.
+struct TcpTransport::Expected : ExpectedKv {
+  using ExpectedKv::ExpectedKv;
+  bool claimed = false;  // a connection is receiving it (transport mu_)
 };
 
 struct TcpTransport::SendState {
@@ -347,23 +340,10 @@ void TcpTransport::Receive(int fd) {
 }
 
 absl::Status TcpTransport::Expect(const KvTransferSpec& spec, Arrival on_arrival) {
-  if (spec.positions() <= 0 || spec.first_position < 0 || spec.layout.num_layers <= 0 ||
-      spec.layout.PositionBytes() <= 0) {
-    return absl::InvalidArgumentError("an empty or malformed KV transfer");
-  }
-  auto e = std::make_shared<Expected>();
-  e->spec = spec;
-  {
-    absl::MutexLock l(&e->mu);
-    e->on_arrival = std::move(on_arrival);
-  }
+  RETURN_IF_ERROR(CheckTransferSpec(spec));
+  auto e = std::make_shared<Expected>(spec, std::move(on_arrival));
   absl::MutexLock lock(&mu_);
-  if (stopping_) return absl::UnavailableError("the KV transport is shutting down");
-  if (!expected_.emplace(spec.transfer_id, std::move(e)).second) {
-    return absl::AlreadyExistsError(
-        StrCat("KV transfer ", spec.transfer_id, " is already expected"));
-  }
-  return absl::OkStatus();
+  return AddExpected(expected_, stopping_, std::move(e));
 }
 
 void TcpTransport::Forget(uint64_t transfer_id) {
@@ -375,14 +355,12 @@ void TcpTransport::Forget(uint64_t transfer_id) {
     e = std::move(it->second);
     expected_.erase(it);
   }
-  absl::MutexLock lock(&e->mu);
-  e->on_arrival = nullptr;
+  e->Silence();
 }
 
-std::unique_ptr<KvSendStream> TcpTransport::Open(const std::string& peer,
-                                                 const KvTransferSpec& spec) {
+std::unique_ptr<KvSendStream> TcpTransport::Open(const KvRoute& route, const KvTransferSpec& spec) {
   auto state = std::make_shared<SendState>();
-  state->peer = peer;
+  state->peer = route.endpoint;
   state->spec = spec;
   state->timeout_ms = options_.io_timeout_ms;
   {
@@ -462,16 +440,6 @@ std::unique_ptr<KvSendStream> TcpTransport::Open(const std::string& peer,
   return std::make_unique<TcpSendStream>(std::move(state));
 }
 
-KvTransportStats TcpTransport::Stats() const {
-  KvTransportStats s;
-  s.bytes_sent = counters_->bytes_sent.load();
-  s.bytes_received = counters_->bytes_received.load();
-  s.transfers_sent = counters_->transfers_sent.load();
-  s.transfers_received = counters_->transfers_received.load();
-  s.transfers_failed = counters_->transfers_failed.load();
-  s.seconds_sent = static_cast<double>(counters_->micros_sent.load()) * 1e-6;
-  s.seconds_received = static_cast<double>(counters_->micros_received.load()) * 1e-6;
-  return s;
-}
+KvTransportStats TcpTransport::Stats() const { return counters_->Snapshot(); }
 
 }  // namespace tokenfab

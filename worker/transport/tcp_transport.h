@@ -38,15 +38,9 @@ class TcpTransport : public KvTransport {
   std::string endpoint() const override { return endpoint_; }
   absl::Status Expect(const KvTransferSpec& spec, Arrival on_arrival) override;
   void Forget(uint64_t transfer_id) override;
-  std::unique_ptr<KvSendStream> Open(const std::string& peer_endpoint,
-                                     const KvTransferSpec& spec) override;
+  std::unique_ptr<KvSendStream> Open(const KvRoute& route, const KvTransferSpec& spec) override;
   KvTransportStats Stats() const override;
 
-  struct Counters {
-    std::atomic<int64_t> bytes_sent{0}, bytes_received{0}, transfers_sent{0}, transfers_received{0},
-        transfers_failed{0};
-    std::atomic<int64_t> micros_sent{0}, micros_received{0};
-  };
   struct Expected;
   struct SendState;
 
@@ -59,7 +53,7 @@ class TcpTransport : public KvTransport {
   const TcpTransportOptions options_;
   const int listen_fd_;
   const std::string endpoint_;
-  std::shared_ptr<Counters> counters_ = std::make_shared<Counters>();
+  std::shared_ptr<KvTransportCounters> counters_ = std::make_shared<KvTransportCounters>();
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
