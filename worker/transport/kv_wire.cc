@@ -3,6 +3,7 @@
 #include <bit>
 #include <cstring>
 
+#include "common/status_macros.h"
 #include "common/strings.h"
 
 namespace tokenfab {
@@ -98,10 +99,57 @@ PieceHeader DecodePieceHeader(const uint8_t* b) {
   return p;
 }
 
-KvAssembly::KvAssembly(const KvTransferSpec& spec)
+std::array<uint8_t, kFrameBytes> EncodeFrame(FrameKind kind, uint64_t transfer_id) {
+  std::array<uint8_t, kFrameBytes> f{};
+  Put<uint32_t>(&f[0], static_cast<uint32_t>(kind));
+  Put<uint64_t>(&f[8], transfer_id);
+  return f;
+}
+
+std::array<uint8_t, kFrameBytes> EncodeOpenFrame(const KvTransferSpec& spec) {
+  std::array<uint8_t, kFrameBytes> f = EncodeFrame(FrameKind::kOpen, spec.transfer_id);
+  const auto h = EncodeStreamHeader(spec);
+  std::memcpy(&f[16], h.data(), h.size());
+  return f;
+}
+
+std::array<uint8_t, kFrameBytes> EncodePieceFrame(uint64_t transfer_id, const PieceHeader& piece) {
+  std::array<uint8_t, kFrameBytes> f = EncodeFrame(FrameKind::kPiece, transfer_id);
+  const auto h = EncodePieceHeader(piece);
+  std::memcpy(&f[16], h.data(), h.size());
+  return f;
+}
+
+absl::StatusOr<Frame> DecodeFrame(const uint8_t* b) {
+  Frame f;
+  const uint32_t kind = Get<uint32_t>(b);
+  if (kind < static_cast<uint32_t>(FrameKind::kOpen) ||
+      kind > static_cast<uint32_t>(FrameKind::kAbort)) {
+    return absl::InvalidArgumentError(StrCat("KV frame of unknown kind ", kind));
+  }
+  f.kind = static_cast<FrameKind>(kind);
+  f.transfer_id = Get<uint64_t>(b + 8);
+  const size_t body = f.kind == FrameKind::kOpen    ? kStreamHeaderBytes
+                      : f.kind == FrameKind::kPiece ? kPieceHeaderBytes
+                                                    : 0;
+  bool zeros = Get<uint32_t>(b + 4) == 0;
+  for (size_t i = 16 + body; i < kFrameBytes; ++i) zeros = zeros && b[i] == 0;
+  if (!zeros) return absl::InvalidArgumentError("KV frame with non-zero reserved bytes");
+  std::memcpy(f.body.data(), b + 16, body);
+  if (f.kind == FrameKind::kOpen) {
+    ASSIGN_OR_RETURN(const uint64_t id, StreamHeaderTransferId(f.body.data()));
+    if (id != f.transfer_id) {
+      return absl::InvalidArgumentError(
+          StrCat("KV open frame of transfer ", f.transfer_id, " carries the header of ", id));
+    }
+  }
+  return f;
+}
+
+KvAssembly::KvAssembly(const KvTransferSpec& spec, bool host_bytes)
     : kv_(std::make_unique<ReceivedKv>()), next_(spec.layout.num_layers, spec.first_position) {
   kv_->spec = spec;
-  kv_->bytes.resize(static_cast<size_t>(spec.TotalBytes()));
+  if (host_bytes) kv_->bytes.resize(static_cast<size_t>(spec.TotalBytes()));
 }
 
 absl::Status KvAssembly::Accept(const PieceHeader& p) {
@@ -127,15 +175,19 @@ absl::Status KvAssembly::Accept(const PieceHeader& p) {
   return absl::OkStatus();
 }
 
-uint8_t* KvAssembly::KDestination(const PieceHeader& p) {
+int64_t KvAssembly::KOffset(const PieceHeader& p) const {
   const KvTransferSpec& s = kv_->spec;
   const int64_t row = s.layout.PositionBytes() / 2;
-  return kv_->bytes.data() + p.layer * s.LayerBytes() + (p.first_position - s.first_position) * row;
+  return p.layer * s.LayerBytes() + (p.first_position - s.first_position) * row;
 }
 
-uint8_t* KvAssembly::VDestination(const PieceHeader& p) {
-  return KDestination(p) + kv_->spec.LayerBytes() / 2;
+int64_t KvAssembly::VOffset(const PieceHeader& p) const {
+  return KOffset(p) + kv_->spec.LayerBytes() / 2;
 }
+
+uint8_t* KvAssembly::KDestination(const PieceHeader& p) { return kv_->bytes.data() + KOffset(p); }
+
+uint8_t* KvAssembly::VDestination(const PieceHeader& p) { return kv_->bytes.data() + VOffset(p); }
 
 bool KvAssembly::Complete() const {
   for (int32_t n : next_) {
