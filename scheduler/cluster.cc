@@ -187,7 +187,9 @@ absl::StatusOr<RouteDecision> Cluster::Route(const RouteRequest& r) {
     int32_t p_hit = -1;
     int64_t p_queued = 0;
     for (auto& [id, w] : workers_) {
-      if (!Prefills(w.role) || w.draining || w.standby || &w == d || r.exclude.contains(id)) {
+      // A prefill worker writes KV only over the decode worker's own transport.
+      if (!Prefills(w.role) || w.draining || w.standby || &w == d || r.exclude.contains(id) ||
+          w.hello.kv_transport() != d->hello.kv_transport()) {
         continue;
       }
       const int64_t queued = std::max(w.queued_prefill_tokens, w.load.pending_prefill_tokens());

@@ -182,6 +182,31 @@ TEST(ClusterTest, DisaggregatesOnlyAboveTheThresholdWithAPrefillWorker) {
   EXPECT_EQ(g.cluster.Route(Req(BlockHashes(Tokens(3000, 1), 16), 3000))->reason, "disabled");
 }
 
+// KV moves only between workers of one transport: a GPU decode worker on
+// nccl never gets its prompt prefilled by a tcp worker, and the reverse.
+TEST(ClusterTest, PairsPrefillAndDecodeWorkersOfOneTransportOnly) {
+  RoutingOptions o;
+  o.disagg_threshold = 100;
+  Fixture f(o);
+  internal::v1::WorkerHello d = Hello("d", internal::v1::WORKER_ROLE_DECODE);
+  d.set_kv_transport("nccl");
+  ASSERT_TRUE(f.cluster.Attach(d, Clock::now()).ok());
+  internal::v1::WorkerHello p = Hello("p", internal::v1::WORKER_ROLE_PREFILL);
+  p.set_kv_transport("tcp");
+  ASSERT_TRUE(f.cluster.Attach(p, Clock::now()).ok());
+  auto none = f.cluster.Route(Req(BlockHashes(Tokens(300, 1), 16), 300));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->remote_prefill);
+  EXPECT_EQ(none->reason, "no_prefill_worker");
+
+  p.set_kv_transport("nccl");
+  ASSERT_TRUE(f.cluster.Attach(p, Clock::now()).ok());
+  auto remote = f.cluster.Route(Req(BlockHashes(Tokens(300, 2), 16), 300));
+  ASSERT_TRUE(remote.ok());
+  EXPECT_TRUE(remote->remote_prefill);
+  EXPECT_EQ(remote->prefill_worker, "p");
+}
+
 TEST(ClusterTest, RefusesAnotherModelOrWireVersion) {
   Fixture f;
   internal::v1::WorkerHello h = Hello("x", internal::v1::WORKER_ROLE_BOTH);
