@@ -40,13 +40,16 @@ absl::Status CheckOptions(const WorkerNodeOptions& o) {
   } else if (o.backend == "cuda") {
     return absl::InvalidArgumentError("--backend cuda needs --device cuda:N");
   }
-  if (o.transport == "nccl") {
-    return absl::UnimplementedError(
-        gpu ? "--transport nccl is not built yet; GPU workers move KV over --transport tcp"
-            : "--transport nccl moves KV between GPU workers; a --device cpu worker uses "
-              "--transport tcp");
+  if (o.transport == "nccl" && !gpu) {
+    return absl::InvalidArgumentError(
+        "--transport nccl moves KV between GPU workers; a --device cpu worker uses "
+        "--transport tcp");
   }
-  if (o.transport != "tcp") {
+  if (o.transport == "nccl" && (o.nccl_max_peers < 1 || o.nccl_max_peers > 1024)) {
+    return absl::InvalidArgumentError(
+        StrCat("--nccl-max-peers must be 1 to 1024, got ", o.nccl_max_peers));
+  }
+  if (o.transport != "tcp" && o.transport != "nccl") {
     return absl::InvalidArgumentError(
         StrCat("--transport must be tcp or nccl, got '", o.transport, "'"));
   }
@@ -142,11 +145,18 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   }
   const int32_t blocks = node->backend_->num_kv_blocks();
 
-  TcpTransportOptions to;
-  to.listen_host = listen_host == "[::]" ? "::" : listen_host;
-  to.advertise_host = host;
-  to.port = o.kv_port;
-  ASSIGN_OR_RETURN(node->transport_, TcpTransport::Create(to));
+  if (o.transport == "nccl") {
+    NcclTransportOptions no;
+    ASSIGN_OR_RETURN(no.device, ParseCudaDevice(o.device));
+    no.max_peers = o.nccl_max_peers;
+    ASSIGN_OR_RETURN(node->transport_, CreateNcclTransport(no));
+  } else {
+    TcpTransportOptions to;
+    to.listen_host = listen_host == "[::]" ? "::" : listen_host;
+    to.advertise_host = host;
+    to.port = o.kv_port;
+    ASSIGN_OR_RETURN(node->transport_, TcpTransport::Create(to));
+  }
 
   node->stubs_ = std::make_shared<WorkerStubs>();
   node->prefiller_ = std::make_unique<TransportPrefiller>(

@@ -47,8 +47,9 @@ struct WorkerNodeOptions {
   // the profile's KV blocks.
   std::string backend = "cpu";
   std::shared_ptr<const Profile> sim_profile;
-  std::string transport = "tcp";
+  std::string transport = "tcp";  // or "nccl" (GPU workers)
   int32_t kv_port = 0;  // the tcp transport's listening port; 0 picks a free one
+  int32_t nccl_max_peers = 8;  // the nccl transport's communicators each way
   int32_t threads = 1;
   int32_t kv_cache_mb = 1024;
   // On a GPU the KV cache is kv_cache_mb only when given; otherwise it

@@ -68,7 +68,10 @@ int RunWorker(const std::vector<std::string>& args) {
   flags.AddString("profile", &profile_path,
                   "hardware profile (tokenfab profile --out) a --backend sim worker plays");
   flags.AddString("transport", &o.transport,
-                  "KV transport: tcp (default; CPU workers) or nccl (GPU workers)");
+                  "KV transport: tcp (default) or nccl (GPU workers: KV moves GPU to GPU)");
+  flags.AddInt("nccl-max-peers", &o.nccl_max_peers,
+               "with --transport nccl, NCCL communicators kept open each way (default 8); the "
+               "least recently used idle one is closed for a new peer");
   flags.AddInt("kv-port", &o.kv_port,
                "port the tcp transport receives KV on (default 0, a free one; fix it where a "
                "firewall or NetworkPolicy lists ports)");

@@ -191,6 +191,9 @@ TEST_F(CliTest, WorkerAndRouterRefuseBadFlagsWithOneLine) {
   ExpectOneLineError(
       Tokenfab({"worker", "--router", "127.0.0.1:1", "--model", model_, "--transport", "nccl"}),
       "--transport nccl moves KV between GPU workers");
+  ExpectOneLineError(Tokenfab({"worker", "--router", "127.0.0.1:1", "--model", model_, "--device",
+                               "cuda:0", "--transport", "nccl", "--nccl-max-peers", "0"}),
+                     "--nccl-max-peers must be 1 to 1024");
   ExpectOneLineError(Tokenfab({"router", "--disagg-threshold", "-1"}),
                      "--disagg-threshold must be between");
   ExpectOneLineError(Tokenfab({"serve", "--workers", "2", "--prefill-workers", "2"}),

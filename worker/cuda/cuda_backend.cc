@@ -42,6 +42,7 @@ CudaBackend::~CudaBackend() {
   if (stream_ != nullptr) cudaStreamSynchronize(stream_);
   for (auto& [key, exec] : graphs_) cudaGraphExecDestroy(exec);
   graphs_.clear();
+  if (packed_ != nullptr) cudaEventDestroy(packed_);
   if (kv_stream_ != nullptr) cudaStreamDestroy(kv_stream_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
@@ -94,6 +95,8 @@ absl::Status CudaBackend::Init(const ModelWeights& weights) {
   prefill_kernel_ = PrefillAttentionSupports(config_.head_dim);
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&kv_stream_, cudaStreamNonBlocking));
+  CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&packed_, cudaEventDisableTiming));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(packed_, kv_stream_));
   ASSIGN_OR_RETURN(gemm_, Gemm::Create());
   ASSIGN_OR_RETURN(model_, DeviceModel::Upload(config_, weights, stream_));
 
@@ -320,6 +323,8 @@ absl::Status CudaBackend::Forward(std::span<const SequenceStep> batch, StepResul
   // current device is per thread.
   CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
   RETURN_IF_ERROR(ValidateBatch(batch, config_, num_blocks_));
+  // Blocks a KV export is still packing are not rewritten before it is done.
+  CUDA_RETURN_IF_ERROR(cudaStreamWaitEvent(stream_, packed_, 0));
   const ModelConfig& c = config_;
   const int32_t T = max_tokens_;
   int64_t total = 0;
@@ -557,6 +562,38 @@ absl::Status CudaBackend::WriteKv(int32_t layer, std::span<const int32_t> block_
                                        cudaMemcpyHostToDevice, kv_stream_));
   CUDA_RETURN_IF_ERROR(
       LaunchKvScatter(kv_packed_d_.get(), kv_slots_d_.get(), count, Layer(layer), kv_stream_));
+  CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(kv_stream_));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<void*> CudaBackend::PackKv(const KvSlice& slice, cudaEvent_t ready) const {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
+  const size_t bytes = static_cast<size_t>(kv_layout().PositionBytes()) * slice.count;
+  RETURN_IF_ERROR(CheckKvRange(config_, kv_layout(), num_blocks_, slice.layer, slice.block_table,
+                               slice.first_position, slice.count, bytes));
+  RETURN_IF_ERROR(UploadKvSlots(slice.block_table, slice.first_position, slice.count));
+  void* packed = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaMallocAsync(&packed, bytes, kv_stream_));
+  if (cudaError_t e = LaunchKvGather(Layer(slice.layer), kv_slots_d_.get(), slice.count,
+                                     static_cast<bf16*>(packed), kv_stream_);
+      e != cudaSuccess) {
+    cudaFreeAsync(packed, kv_stream_);
+    return CudaStatus(e, "LaunchKvGather");
+  }
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(ready, kv_stream_));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(packed_, kv_stream_));
+  return packed;
+}
+
+absl::Status CudaBackend::UnpackKv(int32_t layer, std::span<const int32_t> block_table,
+                                   int32_t first, int32_t count, const void* src) {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
+  const size_t bytes = static_cast<size_t>(kv_layout().PositionBytes()) * count;
+  RETURN_IF_ERROR(
+      CheckKvRange(config_, kv_layout(), num_blocks_, layer, block_table, first, count, bytes));
+  RETURN_IF_ERROR(UploadKvSlots(block_table, first, count));
+  CUDA_RETURN_IF_ERROR(LaunchKvScatter(static_cast<const bf16*>(src), kv_slots_d_.get(), count,
+                                       Layer(layer), kv_stream_));
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(kv_stream_));
   return absl::OkStatus();
 }

@@ -31,6 +31,7 @@
 #include "worker/cuda/kernels.h"
 #include "worker/engine/backend.h"
 #include "worker/engine/cuda_module.h"
+#include "worker/transport/kv_transport.h"
 
 namespace tokenfab::cuda {
 
@@ -58,6 +59,19 @@ class CudaBackend : public Backend {
   int32_t num_kv_blocks() const override { return num_blocks_; }
   std::string_view name() const override { return "cuda"; }
   bool samples_on_device() const override { return true; }
+
+  // KV export and import in device memory, for the nccl transport (no host
+  // copy). PackKv gathers `slice` into a new device buffer (cudaMallocAsync)
+  // on the KV stream and records `ready` there when it is packed; the next
+  // step waits for it too, so the slice's blocks cannot be rewritten first.
+  // The caller frees the buffer with cudaFreeAsync on a stream that waited
+  // for `ready`. UnpackKv scatters `count` positions of `layer` packed in
+  // device memory at `src` (complete before the call) into the blocks and
+  // returns when they are written. Arguments are checked as ReadKv's.
+  absl::StatusOr<void*> PackKv(const KvSlice& slice, cudaEvent_t ready) const;
+  absl::Status UnpackKv(int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                        int32_t count, const void* src);
+  int32_t device() const { return options_.device; }
 
   // "NVIDIA H100 80GB HBM3 (cuda:0, sm_90, 132 SMs): weights 2.5 GiB, KV 60.1 GiB"
   const std::string& description() const { return description_; }
@@ -89,6 +103,7 @@ class CudaBackend : public Backend {
   int32_t max_table_entries_ = 0;
   cudaStream_t stream_ = nullptr;
   cudaStream_t kv_stream_ = nullptr;
+  cudaEvent_t packed_ = nullptr;  // the last PackKv's gather; each step waits for it
   std::unique_ptr<Gemm> gemm_;
   DeviceModel model_;
 

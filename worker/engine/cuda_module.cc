@@ -25,7 +25,7 @@ std::string ExecutableDir() {
 
 // The module stays loaded for the life of the process: backends it made
 // may outlive any one caller.
-absl::StatusOr<CudaModuleEntry> LoadEntry() {
+absl::StatusOr<void*> LoadEntry(const char* name) {
   static void* handle = nullptr;
   static std::string tried;
   if (handle == nullptr) {
@@ -56,12 +56,12 @@ absl::StatusOr<CudaModuleEntry> LoadEntry() {
                  errors));
     }
   }
-  void* sym = ::dlsym(handle, kCudaModuleEntryName);
+  void* sym = ::dlsym(handle, name);
   if (sym == nullptr) {
     return absl::FailedPreconditionError(
-        StrCat("the CUDA module has no ", kCudaModuleEntryName, ": not a tokenfab CUDA module"));
+        StrCat("the CUDA module has no ", name, ": not a tokenfab CUDA module of this build"));
   }
-  return reinterpret_cast<CudaModuleEntry>(sym);
+  return sym;
 }
 
 }  // namespace
@@ -79,7 +79,7 @@ absl::StatusOr<int32_t> ParseCudaDevice(const std::string& device) {
 absl::StatusOr<CudaBackendHandle> CreateCudaBackend(const ModelConfig& config,
                                                     const ModelWeights& weights,
                                                     const CudaBackendOptions& options) {
-  absl::StatusOr<CudaModuleEntry> entry = LoadEntry();
+  absl::StatusOr<void*> entry = LoadEntry(kCudaModuleEntryName);
   if (!entry.ok()) {
     return absl::Status(entry.status().code(),
                         StrCat("cuda:", options.device, ": ", entry.status().message()));
@@ -88,12 +88,29 @@ absl::StatusOr<CudaBackendHandle> CreateCudaBackend(const ModelConfig& config,
   call.config = &config;
   call.weights = &weights;
   call.options = &options;
-  (*entry)(&call);
+  reinterpret_cast<CudaModuleEntry>(*entry)(&call);
   if (call.backend == nullptr) {
     return absl::Status(static_cast<absl::StatusCode>(call.error_code),
                         StrCat("cuda:", options.device, ": ", call.message));
   }
   return CudaBackendHandle{std::unique_ptr<Backend>(call.backend), call.message};
+}
+
+absl::StatusOr<std::unique_ptr<KvTransport>> CreateNcclTransport(
+    const NcclTransportOptions& options) {
+  absl::StatusOr<void*> entry = LoadEntry(kNcclModuleEntryName);
+  if (!entry.ok()) {
+    return absl::Status(entry.status().code(), StrCat("--transport nccl on cuda:", options.device,
+                                                      ": ", entry.status().message()));
+  }
+  NcclModuleCall call;
+  call.options = &options;
+  reinterpret_cast<NcclModuleEntry>(*entry)(&call);
+  if (call.transport == nullptr) {
+    return absl::Status(static_cast<absl::StatusCode>(call.error_code),
+                        StrCat("--transport nccl on cuda:", options.device, ": ", call.message));
+  }
+  return std::unique_ptr<KvTransport>(call.transport);
 }
 
 }  // namespace tokenfab

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "worker/engine/backend.h"
 #include "worker/model/model_weights.h"
+#include "worker/transport/kv_transport.h"
 
 namespace tokenfab {
 
@@ -36,6 +37,18 @@ struct CudaBackendHandle {
   std::string description;
 };
 
+// The nccl KV transport (worker/cuda/nccl_transport.h), also in the module.
+struct NcclTransportOptions {
+  int32_t device = 0;
+  // Communicators kept open in each direction (to decode workers this one
+  // prefills for, and from prefill workers); the least recently used idle
+  // one is torn down for a new peer. Each costs GPU memory (NCCL buffers).
+  int32_t max_peers = 8;
+  // A transfer, or a communicator's set-up, that makes no progress for this
+  // long fails (the decode worker recomputes) and its communicator is torn down.
+  int32_t io_timeout_ms = 30000;
+};
+
 // Parses "cuda:N"; InvalidArgument otherwise.
 absl::StatusOr<int32_t> ParseCudaDevice(const std::string& device);
 
@@ -45,9 +58,14 @@ absl::StatusOr<CudaBackendHandle> CreateCudaBackend(const ModelConfig& config,
                                                     const ModelWeights& weights,
                                                     const CudaBackendOptions& options);
 
-// The module's C entry point; the version guards against a module from
+// Loads the module (as CreateCudaBackend) and NCCL, and creates the nccl
+// transport for GPU options.device.
+absl::StatusOr<std::unique_ptr<KvTransport>> CreateNcclTransport(
+    const NcclTransportOptions& options);
+
+// The module's C entry points; the version guards against a module from
 // another build (the structs above cross the boundary as they are).
-inline constexpr int32_t kCudaModuleAbi = 1;
+inline constexpr int32_t kCudaModuleAbi = 2;
 struct CudaModuleCall {
   int32_t abi = kCudaModuleAbi;
   size_t config_size = sizeof(ModelConfig);
@@ -63,6 +81,18 @@ struct CudaModuleCall {
 };
 using CudaModuleEntry = void (*)(CudaModuleCall*);
 inline constexpr char kCudaModuleEntryName[] = "tokenfab_cuda_create_backend";
+
+struct NcclModuleCall {
+  int32_t abi = kCudaModuleAbi;
+  size_t options_size = sizeof(NcclTransportOptions);
+  const NcclTransportOptions* options = nullptr;
+  // Out: the transport (owned by the caller), or the error.
+  KvTransport* transport = nullptr;
+  int32_t error_code = 0;  // absl::StatusCode
+  std::string message;
+};
+using NcclModuleEntry = void (*)(NcclModuleCall*);
+inline constexpr char kNcclModuleEntryName[] = "tokenfab_cuda_create_nccl_transport";
 
 }  // namespace tokenfab
 

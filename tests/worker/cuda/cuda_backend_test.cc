@@ -24,13 +24,7 @@
 namespace tokenfab::cuda {
 namespace {
 
-const LoadedModel* DefaultModel() {
-  static const LoadedModel* model = [] {
-    auto m = LoadModel(tokenfab::testing::DefaultModelPath());
-    return m.ok() ? m->release() : nullptr;
-  }();
-  return model;
-}
+using testing::DefaultModel;
 
 std::unique_ptr<CudaBackend> MakeCuda(const ModelConfig& c, const ModelWeights& w,
                                       bool graphs = true) {

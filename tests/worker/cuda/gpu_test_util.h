@@ -14,8 +14,10 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/test_paths.h"
 #include "worker/cuda/device_buffer.h"
 #include "worker/cuda/device_model.h"
+#include "worker/model_loader.h"
 
 namespace tokenfab::cuda::testing {
 
@@ -36,6 +38,16 @@ inline std::string NoGpuReason() {
     const std::string tokenfab_no_gpu_ = ::tokenfab::cuda::testing::NoGpuReason(); \
     if (!tokenfab_no_gpu_.empty()) GTEST_SKIP() << tokenfab_no_gpu_;               \
   } while (0)
+
+// The default model (SmolLM2-135M), loaded once per test binary; null if
+// it is missing (scripts/setup fetches it).
+inline const LoadedModel* DefaultModel() {
+  static const LoadedModel* model = [] {
+    auto m = LoadModel(tokenfab::testing::DefaultModelPath());
+    return m.ok() ? m->release() : nullptr;
+  }();
+  return model;
+}
 
 // The seed of a test's random data: $TOKENFAB_TEST_SEED, else a fixed one.
 // Tests print it in their failures (SCOPED_TRACE) so a failure reproduces.
