@@ -155,6 +155,9 @@ def test_routers_and_workers_use_the_binarys_flags_ports_and_probes(rendered):
     assert wa["listen"] == f"0.0.0.0:{wports['grpc']}"
     assert wa["kv-port"] == str(wports["kv"]) and wa["metrics-port"] == str(wports["metrics"])
     assert wa["role"] == "both" and wa["transport"] in ("tcp", "nccl")
+    # GPU workers move KV over NCCL; CPU workers cannot.
+    assert (wa["transport"] == "nccl") == (wa["device"] == "cuda:0") == overlay.startswith("gpu")
+    assert ("nccl-max-peers" in wa) == (wa["transport"] == "nccl")
     assert wa["drain-timeout-s"] == default_of(worker_help["drain-timeout-s"])
     env = {e["name"]: e for e in w["env"]}
     assert wa["advertise-host"] == "$(POD_IP)" and env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
@@ -212,7 +215,7 @@ def test_routers_and_workers_use_the_binarys_flags_ports_and_probes(rendered):
 
 
 def test_disruption_budgets_and_network_policies(rendered):
-    _, _, docs = rendered
+    overlay, _, docs = rendered
     router_labels = find(docs, "Deployment", "-router")["spec"]["template"]["metadata"]["labels"]
     worker_deploy = find(docs, "Deployment", "-worker")
     worker_labels = worker_deploy["spec"]["template"]["metadata"]["labels"]
@@ -234,10 +237,16 @@ def test_disruption_budgets_and_network_policies(rendered):
         else:
             who = "prometheus"
             assert "namespaceSelector" in source
-        for p in rule["ports"]:
+        for p in rule.get("ports", [{"port": "any"}]):
             allowed.setdefault(p["port"], set()).add(who)
-    assert allowed == {wports["grpc"]: {"router", "worker"}, wports["kv"]: {"worker"},
-                       wports["metrics"]: {"prometheus"}}
+    if args_of(container(worker_deploy))["transport"] == "nccl":
+        # NCCL's bootstrap and connections use ephemeral ports: workers
+        # reach each other on any port, nothing else does.
+        assert allowed == {"any": {"worker"}, wports["grpc"]: {"router"},
+                           wports["metrics"]: {"prometheus"}}, overlay
+    else:
+        assert allowed == {wports["grpc"]: {"router", "worker"}, wports["kv"]: {"worker"},
+                           wports["metrics"]: {"prometheus"}}, overlay
 
 
 def test_monitoring_objects_point_at_what_exists(tmp_path):
