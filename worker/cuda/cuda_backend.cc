@@ -114,6 +114,10 @@ absl::Status CudaBackend::Init(const ModelWeights& weights) {
   ASSIGN_OR_RETURN(delta_, DeviceBuffer<bf16>::Allocate(T * hidden, "delta"));
   ASSIGN_OR_RETURN(gate_up_, DeviceBuffer<bf16>::Allocate(T * 2 * c.intermediate_size, "gate_up"));
   ASSIGN_OR_RETURN(act_, DeviceBuffer<bf16>::Allocate(T * c.intermediate_size, "mlp"));
+  // The slots of a whole context, so KV export and import never grow it: a
+  // cudaFree then would wait for every kernel on the GPU, NCCL's included.
+  ASSIGN_OR_RETURN(kv_slots_d_, DeviceBuffer<int32_t>::Allocate(
+                                    std::max(c.context_length, max_tokens_), "KV slots"));
   const size_t rows_vocab = static_cast<size_t>(max_rows_) * c.vocab_size;
   ASSIGN_OR_RETURN(logits_, DeviceBuffer<float>::Allocate(rows_vocab, "logits"));
   ASSIGN_OR_RETURN(sample_work_, DeviceBuffer<float>::Allocate(rows_vocab, "sampling"));

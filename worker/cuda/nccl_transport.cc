@@ -61,8 +61,11 @@ class DeviceReceivedKv : public ReceivedKv {
     spec = s;
   }
   ~DeviceReceivedKv() override {
+    int current = -1;
+    cudaGetDevice(&current);
     cudaSetDevice(device_);
     cudaFreeAsync(staging_, cudaStreamPerThread);
+    if (current >= 0 && current != device_) cudaSetDevice(current);
   }
 
   absl::Status WriteTo(Backend& backend, std::span<const int32_t> block_table) const override {
@@ -150,10 +153,13 @@ struct NcclTransport::Channel {
   bool exited ABSL_GUARDED_BY(mu) = false;
   absl::Status failure ABSL_GUARDED_BY(mu);
   std::deque<SendItem> queue ABSL_GUARDED_BY(mu);
-  // Sending: streams not yet finished or aborted; receiving: transfers
-  // routed here and not yet done. Only an idle channel is evicted, and only
-  // a busy one times out.
+  // Sending: streams not yet finished or aborted. Receiving: transfers
+  // routed here whose end or abort frame has not come (frames come for
+  // every transfer the sender opened, wanted here or not). Only an idle
+  // channel is evicted; a receiving one posts receives only while not idle.
   int32_t busy ABSL_GUARDED_BY(mu) = 0;
+  absl::flat_hash_set<uint64_t> due ABSL_GUARDED_BY(mu);
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return sender ? busy == 0 : due.empty(); }
 
   // The channel's thread only.
   ncclComm_t comm = nullptr;
@@ -161,7 +167,6 @@ struct NcclTransport::Channel {
   cudaEvent_t done = nullptr;
   void* frame_d = nullptr;
   uint8_t* frame_h = nullptr;
-  DeviceBuffer<uint8_t> scratch;  // payloads of transfers no longer expected
 
   // Takes `item` unless the channel is closing (then it is left as it was).
   absl::Status Enqueue(SendItem& item) {
@@ -171,11 +176,14 @@ struct NcclTransport::Channel {
     cv.Signal();
     return absl::OkStatus();
   }
+  // Every failure that comes from the channel is Aborted: the pair must be
+  // set up again (the decode worker tears its side down on seeing it).
   void Close(const absl::Status& why) {
     absl::MutexLock lock(&mu);
     if (closing) return;
     closing = true;
-    failure = why;
+    failure =
+        absl::AbortedError(StrCat("NCCL communicator ", ChannelEndpoint(id), ": ", why.message()));
     cv.SignalAll();
   }
 };
@@ -225,7 +233,7 @@ class Waiter {
       {
         absl::MutexLock lock(&ch_.mu);
         if (ch_.closing) return ch_.failure;
-        idle = !always_counts && ch_.busy == 0;
+        idle = !always_counts && ch_.Idle();
       }
       if (idle) {
         progress = Clock::now();
@@ -250,7 +258,9 @@ class Waiter {
 absl::Status SetUp(const NcclApi& api, NcclTransport::Channel& ch, int32_t timeout_ms) {
   CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&ch.stream, cudaStreamNonBlocking));
   CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&ch.done, cudaEventDisableTiming));
-  CUDA_RETURN_IF_ERROR(cudaMalloc(&ch.frame_d, kFrameBytes));
+  // Stream-ordered: a plain cudaMalloc would wait for every kernel on the
+  // GPU, NCCL's of other pairs included.
+  CUDA_RETURN_IF_ERROR(cudaMallocAsync(&ch.frame_d, kFrameBytes, ch.stream));
   CUDA_RETURN_IF_ERROR(cudaMallocHost(reinterpret_cast<void**>(&ch.frame_h), kFrameBytes));
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;  // set-up and operations can be given up (ncclCommAbort)
@@ -263,12 +273,18 @@ absl::Status SetUp(const NcclApi& api, NcclTransport::Channel& ch, int32_t timeo
   return Waiter(api, ch, timeout_ms).Comm(/*always_counts=*/ch.sender);
 }
 
-void TearDown(const NcclApi& api, NcclTransport::Channel& ch) {
-  if (ch.comm != nullptr) api.CommAbort(ch.comm);  // also ends operations still posted
+// Aborts the communicator (which ends operations still posted) and waits
+// for the channel's stream: nothing of the channel's runs on the GPU after.
+void Quiesce(const NcclApi& api, NcclTransport::Channel& ch) {
+  if (ch.comm != nullptr) api.CommAbort(ch.comm);
   ch.comm = nullptr;
   if (ch.stream != nullptr) cudaStreamSynchronize(ch.stream);
-  ch.scratch = DeviceBuffer<uint8_t>();
-  if (ch.frame_d != nullptr) cudaFree(ch.frame_d);
+}
+
+void TearDown(const NcclApi& api, NcclTransport::Channel& ch) {
+  Quiesce(api, ch);
+  if (ch.frame_d != nullptr) cudaFreeAsync(ch.frame_d, ch.stream);
+  if (ch.stream != nullptr) cudaStreamSynchronize(ch.stream);
   if (ch.frame_h != nullptr) cudaFreeHost(ch.frame_h);
   if (ch.done != nullptr) cudaEventDestroy(ch.done);
   if (ch.stream != nullptr) cudaStreamDestroy(ch.stream);
@@ -300,15 +316,19 @@ namespace {
 class NcclSendStream : public KvSendStream {
  public:
   NcclSendStream(std::shared_ptr<NcclTransport::Channel> ch, std::shared_ptr<SendTransfer> t,
-                 absl::Status failure)
-      : ch_(std::move(ch)), transfer_(std::move(t)), failure_(std::move(failure)) {}
+                 int32_t device, absl::Status failure)
+      : ch_(std::move(ch)),
+        transfer_(std::move(t)),
+        device_(device),
+        failure_(std::move(failure)) {}
   ~NcclSendStream() override { Abort(); }  // a stream dropped unfinished fails the receiver
 
   absl::Status PushSlice(const Backend& backend, const KvSlice& slice) override {
     if (!failure_.ok()) return failure_;
     auto* cuda = dynamic_cast<const CudaBackend*>(&backend);
-    if (cuda == nullptr) {
-      return absl::FailedPreconditionError("--transport nccl moves the KV of the cuda backend");
+    if (cuda == nullptr || cuda->device() != device_) {
+      return absl::FailedPreconditionError(
+          StrCat("--transport nccl on cuda:", device_, " moves the KV of that GPU's cuda backend"));
     }
     SendItem item;
     item.transfer = transfer_;
@@ -328,6 +348,11 @@ class NcclSendStream : public KvSendStream {
 
   void Push(KvPiece piece) override {
     if (!failure_.ok()) return;
+    if (piece.count <= 0 || piece.bytes.size() != static_cast<size_t>(piece.count) *
+                                                      transfer_->spec.layout.PositionBytes()) {
+      Abort();  // not a piece of this transfer: the receiver fails it
+      return;
+    }
     SendItem item;
     item.transfer = transfer_;
     item.kind = FrameKind::kPiece;
@@ -356,13 +381,15 @@ class NcclSendStream : public KvSendStream {
     if (absl::Status s = ch_->Enqueue(item); !s.ok()) done(s);
   }
 
+  // After Finish this does nothing (the end frame is queued behind the
+  // pieces), so dropping a finished stream does not cut its transfer short.
   void Abort() override {
-    transfer_->aborted = true;  // pieces not yet sent are dropped
     {
       absl::MutexLock lock(&mu_);
       if (terminal_) return;
       terminal_ = true;
     }
+    transfer_->aborted = true;  // pieces not yet sent are dropped
     if (!failure_.ok()) return;
     SendItem item;
     item.transfer = transfer_;
@@ -379,6 +406,7 @@ class NcclSendStream : public KvSendStream {
  private:
   const std::shared_ptr<NcclTransport::Channel> ch_;  // null when failure_ is set
   const std::shared_ptr<SendTransfer> transfer_;
+  const int32_t device_;
   const absl::Status failure_;
   absl::Mutex mu_;
   bool terminal_ ABSL_GUARDED_BY(mu_) = false;
@@ -404,7 +432,7 @@ absl::Status SendOne(const NcclApi& api, NcclTransport::Channel& ch, SendItem& i
   RETURN_IF_ERROR(Group(api, ch, timeout_ms, [&] {
     return api.Send(ch.frame_d, kFrameBytes, ncclUint8, /*peer=*/1, ch.comm, ch.stream);
   }));
-  if (item.payload != nullptr) {
+  if (item.payload != nullptr && item.piece.payload_bytes > 0) {
     const size_t half = item.piece.payload_bytes / 2;
     const auto* k = static_cast<const uint8_t*>(item.payload);
     RETURN_IF_ERROR(Group(api, ch, timeout_ms, [&] {
@@ -414,6 +442,8 @@ absl::Status SendOne(const NcclApi& api, NcclTransport::Channel& ch, SendItem& i
       }
       return r;
     }));
+  }
+  if (item.payload != nullptr) {
     CUDA_RETURN_IF_ERROR(cudaFreeAsync(item.payload, ch.stream));
     item.payload = nullptr;
   }
@@ -452,8 +482,9 @@ void NcclTransport::SendLoop(const std::shared_ptr<Channel>& ch) {
     if (item.transfer->aborted && item.kind == FrameKind::kEnd) item.kind = FrameKind::kAbort;
     status = SendOne(*api_, *ch, item, options_.io_timeout_ms);
     if (!status.ok()) {
+      Quiesce(*api_, *ch);  // its payload may still be read by what was posted
       Drop(item);
-      if (item.done) item.done(status);
+      if (item.done) item.done(absl::AbortedError(status.message()));
       break;
     }
     if (item.kind == FrameKind::kPiece) {
@@ -476,6 +507,8 @@ void NcclTransport::SendLoop(const std::shared_ptr<Channel>& ch) {
   }
   if (status.ok()) status = absl::CancelledError("the NCCL communicator was closed");
   Break(ch, status);
+  status = absl::AbortedError(status.message());
+  Quiesce(*api_, *ch);
   std::deque<SendItem> left;
   {
     absl::MutexLock lock(&ch->mu);
@@ -524,7 +557,8 @@ void NcclTransport::ReceiveLoop(const std::shared_ptr<Channel>& ch) {
     ++counters_->transfers_failed;
     e->Deliver(why);
   };
-  // Receives `bytes` into `dst`, then (for a frame) copies it to the host.
+  // Receives `half` bytes into `k` (and as many into `v`, if given), then,
+  // for a frame, copies it to the host.
   auto receive = [&](void* k, void* v, size_t half, bool frame) -> absl::Status {
     RETURN_IF_ERROR(Group(*api_, *ch, options_.io_timeout_ms, [&] {
       ncclResult_t r = api_->Recv(k, half, ncclUint8, /*peer=*/0, ch->comm, ch->stream);
@@ -543,10 +577,10 @@ void NcclTransport::ReceiveLoop(const std::shared_ptr<Channel>& ch) {
 
   while (status.ok()) {
     // A receive stays posted (a kernel waiting on the GPU) only while frames
-    // are due: a transfer is routed here or one is still open.
+    // are due: a transfer routed here has not ended, or one is still open.
     {
       absl::MutexLock lock(&ch->mu);
-      while (!ch->closing && ch->busy == 0 && active.empty()) ch->cv.Wait(&ch->mu);
+      while (!ch->closing && ch->Idle() && active.empty()) ch->cv.Wait(&ch->mu);
       if (ch->closing) {
         status = ch->failure;
         break;
@@ -600,23 +634,31 @@ void NcclTransport::ReceiveLoop(const std::shared_ptr<Channel>& ch) {
             fail(r, s);
           }
         }
+        if (piece.payload_bytes % 2 != 0 || piece.payload_bytes > kMaxDiscardBytes) {
+          status = absl::InvalidArgumentError(
+              StrCat("a KV piece of ", piece.payload_bytes, " bytes from the sender"));
+          break;
+        }
+        if (piece.payload_bytes == 0) break;  // the sender sends no halves either
+        void* scratch = nullptr;              // for a transfer no longer wanted: read and dropped
         if (k == nullptr) {
-          if (piece.payload_bytes % 2 != 0 || piece.payload_bytes > kMaxDiscardBytes) {
-            status = absl::InvalidArgumentError(
-                StrCat("a KV piece of ", piece.payload_bytes, " bytes from the sender"));
-            break;
-          }
-          status = ch->scratch.Reserve(piece.payload_bytes / 2, "KV scratch");
+          status = CudaStatus(cudaMallocAsync(&scratch, piece.payload_bytes / 2, ch->stream),
+                              "KV scratch");
           if (!status.ok()) break;
-          k = v = ch->scratch.get();
+          k = v = scratch;
         }
         status = receive(k, v, piece.payload_bytes / 2, /*frame=*/false);
+        if (scratch != nullptr) cudaFreeAsync(scratch, ch->stream);
         if (status.ok()) counters_->bytes_received += static_cast<int64_t>(piece.payload_bytes);
         break;
       }
       case FrameKind::kEnd:
       case FrameKind::kAbort: {
-        if (it == active.end()) break;  // a transfer opened before this channel knew it
+        {
+          absl::MutexLock lock(&ch->mu);
+          ch->due.erase(id);
+        }
+        if (it == active.end()) break;  // never opened here
         Receiving& r = it->second;
         if (r.expected != nullptr && frame->kind == FrameKind::kAbort) {
           fail(r, absl::UnavailableError("the prefill worker gave up the KV transfer"));
@@ -738,7 +780,7 @@ bool NcclTransport::MakeRoom(Map& by_key) {
   auto victim = by_key.end();
   for (auto it = by_key.begin(); it != by_key.end(); ++it) {
     absl::MutexLock lock(&it->second->mu);
-    if (it->second->busy == 0 &&
+    if (it->second->Idle() &&
         (victim == by_key.end() || it->second->last_used < victim->second->last_used)) {
       victim = it;
     }
@@ -785,10 +827,6 @@ std::shared_ptr<NcclTransport::Expected> NcclTransport::Claim(uint64_t transfer_
     e = std::move(it->second);
     expected_.erase(it);
   }
-  if (e->channel != nullptr) {
-    absl::MutexLock lock(&e->channel->mu);
-    --e->channel->busy;
-  }
   return e;
 }
 
@@ -829,7 +867,7 @@ absl::StatusOr<KvRoute> NcclTransport::Route(const std::string& sender, uint64_t
   e->second->channel = ch;
   KvRoute route{ChannelEndpoint(ch->id), ""};
   absl::MutexLock channel_lock(&ch->mu);
-  ++ch->busy;
+  ch->due.insert(transfer_id);
   ch->cv.SignalAll();  // the receiving thread posts its next receive
   // The sender joins with the id until the pair is set up (it ignores the
   // id for a communicator it already has).
@@ -848,9 +886,12 @@ void NcclTransport::Failed(uint64_t transfer_id, const absl::Status& why) {
     if (auto it = expected_.find(transfer_id); it != expected_.end()) ch = it->second->channel;
   }
   Forget(transfer_id);
-  // The pair's state is unknown now (the sender may have torn its side
-  // down, or be stuck): start afresh with the next transfer.
-  if (ch != nullptr && why.code() != absl::StatusCode::kCancelled) {
+  // The sender's communicator failed or is gone (its failures are Aborted,
+  // and the Prefill call carries the code back): set up a new pair with
+  // the next transfer. Other failures (the prefill worker busy, draining,
+  // the call's deadline) leave the pair as it is; frames still due for
+  // this transfer are read and dropped.
+  if (ch != nullptr && why.code() == absl::StatusCode::kAborted) {
     Break(ch, absl::UnavailableError(
                   StrCat("a remote prefill over this communicator failed: ", why.message())));
   }
@@ -870,10 +911,10 @@ std::unique_ptr<KvSendStream> NcclTransport::Open(const KvRoute& route,
                                                 " bytes, not ", NCCL_UNIQUE_ID_BYTES));
   } else {
     absl::MutexLock lock(&mu_);
-    JoinExited();
     if (stopping_) {
       failure = absl::UnavailableError("the KV transport is shutting down");
     } else {
+      JoinExited();
       if (auto it = sending_.find(*id); it != sending_.end()) {
         absl::MutexLock channel_lock(&it->second->mu);
         if (!it->second->closing) ch = it->second;
@@ -881,9 +922,9 @@ std::unique_ptr<KvSendStream> NcclTransport::Open(const KvRoute& route,
       if (ch == nullptr) {
         sending_.erase(*id);
         if (route.bootstrap.empty()) {
-          failure = absl::FailedPreconditionError(
-              StrCat("no NCCL communicator ", route.endpoint,
-                     " here (torn down); the decode worker sets up a new one"));
+          failure =
+              absl::AbortedError(StrCat("no NCCL communicator ", route.endpoint,
+                                        " here (torn down); the decode worker sets up a new one"));
         } else if (!MakeRoom(sending_)) {
           failure = absl::ResourceExhaustedError(
               StrCat("all ", options_.max_peers, " NCCL communicators to decode workers are busy"));
@@ -903,14 +944,16 @@ std::unique_ptr<KvSendStream> NcclTransport::Open(const KvRoute& route,
   }
   if (ch == nullptr) {
     ++counters_->transfers_failed;
-    return std::make_unique<NcclSendStream>(nullptr, transfer, failure);
+    return std::make_unique<NcclSendStream>(nullptr, transfer, options_.device, failure);
   }
   SendItem open;
   open.transfer = transfer;
   open.kind = FrameKind::kOpen;
   absl::Status queued = ch->Enqueue(open);
-  if (!queued.ok()) return std::make_unique<NcclSendStream>(nullptr, transfer, queued);
-  return std::make_unique<NcclSendStream>(ch, transfer, absl::OkStatus());
+  if (!queued.ok()) {
+    return std::make_unique<NcclSendStream>(nullptr, transfer, options_.device, queued);
+  }
+  return std::make_unique<NcclSendStream>(ch, transfer, options_.device, absl::OkStatus());
 }
 
 KvTransportStats NcclTransport::Stats() const { return counters_->Snapshot(); }

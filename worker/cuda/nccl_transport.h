@@ -18,13 +18,16 @@
 // blocks (CudaBackend::UnpackKv) when it takes the arrival.
 //
 // Each side keeps at most `max_peers` communicators per direction and tears
-// down the least recently used idle one for a new peer. A transfer or a
-// set-up with no progress for io_timeout_ms, an NCCL error, or a failed
-// remote prefill tears the pair's communicator down (ncclCommAbort) and
-// fails its transfers: the decode worker recomputes them, and the next
-// request to that peer sets up a new communicator. A sender asked for a
-// communicator it does not have (it tore it down) fails the transfer the
-// same way.
+// down the least recently used idle one for a new peer. A receiving
+// communicator posts receives only while frames are due (a transfer routed
+// to it has not ended), so an idle pair holds no kernel on the GPU. A
+// transfer or a set-up with no progress for io_timeout_ms, or an NCCL
+// error, tears the pair's communicator down (ncclCommAbort) and fails its
+// transfers: the decode worker recomputes them. Failures of a communicator
+// are Aborted errors, and the Prefill call carries them back, so the
+// decode worker tears its side down too (Failed); a sender asked for a
+// communicator it no longer has answers the same way. The next transfer
+// between the pair then sets up a new communicator.
 //
 // NCCL is loaded with dlopen (nccl_api.h). Thread-safe.
 #ifndef TOKENFAB_WORKER_CUDA_NCCL_TRANSPORT_H_

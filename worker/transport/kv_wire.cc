@@ -133,6 +133,7 @@ absl::StatusOr<Frame> DecodeFrame(const uint8_t* b) {
                       : f.kind == FrameKind::kPiece ? kPieceHeaderBytes
                                                     : 0;
   bool zeros = Get<uint32_t>(b + 4) == 0;
+  if (f.kind == FrameKind::kPiece) zeros = zeros && Get<int32_t>(b + 16 + 12) == 0;
   for (size_t i = 16 + body; i < kFrameBytes; ++i) zeros = zeros && b[i] == 0;
   if (!zeros) return absl::InvalidArgumentError("KV frame with non-zero reserved bytes");
   std::memcpy(f.body.data(), b + 16, body);

@@ -218,7 +218,7 @@ TEST(NcclTransportTest, AbortedOrStaleTransfersFailBothSidesAndThePairIsSetUpAga
   auto lost = other->Open(*route, stale);
   FinishInto(*lost, &s);
   ASSERT_TRUE(Wait(s.finished));
-  EXPECT_EQ(s.sent.code(), absl::StatusCode::kFailedPrecondition) << s.sent;
+  EXPECT_EQ(s.sent.code(), absl::StatusCode::kAborted) << s.sent;
   rx->Failed(11, s.sent);
   EXPECT_FALSE(s.arrived.HasBeenNotified()) << "a failed transfer is reported by the caller";
   const KvTransferSpec again = Spec(12, 0, 16);

@@ -53,6 +53,10 @@ TEST(KvWireTest, MalformedFramesAreRefused) {
   reserved[4] = 1;
   EXPECT_FALSE(DecodeFrame(reserved.data()).ok());
 
+  auto piece_reserved = EncodePieceFrame(1, {0, 0, 1, 64});
+  piece_reserved[16 + 12] = 1;
+  EXPECT_FALSE(DecodeFrame(piece_reserved.data()).ok());
+
   auto padding = EncodePieceFrame(1, {0, 0, 1, 64});
   padding[kFrameBytes - 1] = 1;
   EXPECT_FALSE(DecodeFrame(padding.data()).ok());
