@@ -43,6 +43,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "worker/cuda/nccl_api.h"
+#include "worker/cuda/nccl_channel.h"
 #include "worker/engine/cuda_module.h"
 #include "worker/transport/kv_transport.h"
 
@@ -66,21 +67,20 @@ class NcclTransport : public KvTransport {
   // Communicators open now, sending and receiving (tests).
   int32_t communicators() const;
 
-  struct Channel;
   struct Expected;
 
  private:
   NcclTransport(const NcclTransportOptions& options, const NcclApi* api);
-  std::shared_ptr<Channel> StartChannel(bool sender, uint64_t id, const ncclUniqueId& unique_id,
-                                        std::string peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::shared_ptr<NcclChannel> StartChannel(bool sender, uint64_t id, const ncclUniqueId& unique_id,
+                                            std::string peer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes room for one more channel in `by_key`: false if every one is busy.
   template <typename Map>
   bool MakeRoom(Map& by_key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Tears `ch` down: its thread aborts the communicator and exits; its
   // transfers fail with `why`.
-  void Break(const std::shared_ptr<Channel>& ch, const absl::Status& why);
-  void SendLoop(const std::shared_ptr<Channel>& ch);
-  void ReceiveLoop(const std::shared_ptr<Channel>& ch);
+  void Break(const std::shared_ptr<NcclChannel>& ch, const absl::Status& why);
+  void SendLoop(const std::shared_ptr<NcclChannel>& ch);
+  void ReceiveLoop(const std::shared_ptr<NcclChannel>& ch);
   // Removes the expected transfer and returns it (null if gone).
   std::shared_ptr<Expected> Claim(uint64_t transfer_id);
   void JoinExited() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -96,15 +96,11 @@ class NcclTransport : public KvTransport {
   std::mt19937_64 ids_ ABSL_GUARDED_BY(mu_){std::random_device{}()};
   absl::flat_hash_map<uint64_t, std::shared_ptr<Expected>> expected_ ABSL_GUARDED_BY(mu_);
   // Receiving channels by the sending worker's address; sending channels by id.
-  absl::flat_hash_map<std::string, std::shared_ptr<Channel>> receiving_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, std::shared_ptr<Channel>> sending_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::shared_ptr<Channel>> all_
+  absl::flat_hash_map<std::string, std::shared_ptr<NcclChannel>> receiving_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, std::shared_ptr<NcclChannel>> sending_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<NcclChannel>> all_
       ABSL_GUARDED_BY(mu_);  // until their threads are joined
 };
-
-// The bytes of a received transfer in host memory, wherever it was received
-// (tests and benchmarks).
-absl::StatusOr<std::vector<uint8_t>> ReceivedKvToHost(const ReceivedKv& kv);
 
 }  // namespace tokenfab::cuda
 
