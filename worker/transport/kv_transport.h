@@ -146,8 +146,9 @@ class KvTransport {
   // returns (unless it is running now).
   virtual void Forget(uint64_t transfer_id) = 0;
   // As Forget, after the transfer failed on the way (the sender refused or
-  // vanished, or the transfer timed out): a transport with per-peer state
-  // drops what may now be stale. The default is Forget.
+  // vanished, or the transfer timed out). A transport with per-peer state
+  // drops it when `why` is Aborted, the code its senders give when their
+  // side of the pair is gone. The default is Forget.
   virtual void Failed(uint64_t transfer_id, const absl::Status& why);
 
   // Sending side: a stream along `route` for `spec`. Connecting happens in
