@@ -526,8 +526,11 @@ absl::Status CudaBackend::Forward(std::span<const SequenceStep> batch, StepResul
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::UploadKvSlots(std::span<const int32_t> block_table, int32_t first,
-                                        int32_t count) const {
+absl::Status CudaBackend::PrepareKv(int32_t layer, std::span<const int32_t> block_table,
+                                    int32_t first, int32_t count, size_t bytes) const {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
+  RETURN_IF_ERROR(
+      CheckKvRange(config_, kv_layout(), num_blocks_, layer, block_table, first, count, bytes));
   kv_slots_h_.resize(count);
   for (int32_t i = 0; i < count; ++i) {
     const int32_t pos = first + i;
@@ -542,10 +545,7 @@ absl::Status CudaBackend::UploadKvSlots(std::span<const int32_t> block_table, in
 
 absl::Status CudaBackend::ReadKv(int32_t layer, std::span<const int32_t> block_table, int32_t first,
                                  int32_t count, std::span<uint8_t> dst) const {
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
-  RETURN_IF_ERROR(CheckKvRange(config_, kv_layout(), num_blocks_, layer, block_table, first, count,
-                               dst.size()));
-  RETURN_IF_ERROR(UploadKvSlots(block_table, first, count));
+  RETURN_IF_ERROR(PrepareKv(layer, block_table, first, count, dst.size()));
   RETURN_IF_ERROR(kv_packed_d_.Reserve(dst.size() / sizeof(bf16), "KV staging"));
   CUDA_RETURN_IF_ERROR(
       LaunchKvGather(Layer(layer), kv_slots_d_.get(), count, kv_packed_d_.get(), kv_stream_));
@@ -557,10 +557,7 @@ absl::Status CudaBackend::ReadKv(int32_t layer, std::span<const int32_t> block_t
 
 absl::Status CudaBackend::WriteKv(int32_t layer, std::span<const int32_t> block_table,
                                   int32_t first, int32_t count, std::span<const uint8_t> src) {
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
-  RETURN_IF_ERROR(CheckKvRange(config_, kv_layout(), num_blocks_, layer, block_table, first, count,
-                               src.size()));
-  RETURN_IF_ERROR(UploadKvSlots(block_table, first, count));
+  RETURN_IF_ERROR(PrepareKv(layer, block_table, first, count, src.size()));
   RETURN_IF_ERROR(kv_packed_d_.Reserve(src.size() / sizeof(bf16), "KV staging"));
   CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(kv_packed_d_.get(), src.data(), src.size(),
                                        cudaMemcpyHostToDevice, kv_stream_));
@@ -571,11 +568,9 @@ absl::Status CudaBackend::WriteKv(int32_t layer, std::span<const int32_t> block_
 }
 
 absl::StatusOr<void*> CudaBackend::PackKv(const KvSlice& slice, cudaEvent_t ready) const {
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
   const size_t bytes = static_cast<size_t>(kv_layout().PositionBytes()) * slice.count;
-  RETURN_IF_ERROR(CheckKvRange(config_, kv_layout(), num_blocks_, slice.layer, slice.block_table,
-                               slice.first_position, slice.count, bytes));
-  RETURN_IF_ERROR(UploadKvSlots(slice.block_table, slice.first_position, slice.count));
+  RETURN_IF_ERROR(
+      PrepareKv(slice.layer, slice.block_table, slice.first_position, slice.count, bytes));
   void* packed = nullptr;
   CUDA_RETURN_IF_ERROR(cudaMallocAsync(&packed, bytes, kv_stream_));
   if (cudaError_t e = LaunchKvGather(Layer(slice.layer), kv_slots_d_.get(), slice.count,
@@ -591,11 +586,8 @@ absl::StatusOr<void*> CudaBackend::PackKv(const KvSlice& slice, cudaEvent_t read
 
 absl::Status CudaBackend::UnpackKv(int32_t layer, std::span<const int32_t> block_table,
                                    int32_t first, int32_t count, const void* src) {
-  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
-  const size_t bytes = static_cast<size_t>(kv_layout().PositionBytes()) * count;
-  RETURN_IF_ERROR(
-      CheckKvRange(config_, kv_layout(), num_blocks_, layer, block_table, first, count, bytes));
-  RETURN_IF_ERROR(UploadKvSlots(block_table, first, count));
+  RETURN_IF_ERROR(PrepareKv(layer, block_table, first, count,
+                            static_cast<size_t>(kv_layout().PositionBytes()) * count));
   CUDA_RETURN_IF_ERROR(LaunchKvScatter(static_cast<const bf16*>(src), kv_slots_d_.get(), count,
                                        Layer(layer), kv_stream_));
   CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(kv_stream_));

@@ -88,10 +88,11 @@ class CudaBackend : public Backend {
   absl::Status RunLayer(const StepPlan& plan, int32_t layer);
   absl::Status ReplayDecodeGraph(const StepPlan& plan);
   KvLayer Layer(int32_t layer) const;
-  // The cache slots of positions [first, first + count) into kv_slots_d_
-  // (on kv_stream_).
-  absl::Status UploadKvSlots(std::span<const int32_t> block_table, int32_t first,
-                             int32_t count) const;
+  // The start of every KV export and import: checks the arguments (as
+  // CheckKvRange, for `bytes` of packed KV) and puts the cache slots of
+  // positions [first, first + count) in kv_slots_d_ (on kv_stream_).
+  absl::Status PrepareKv(int32_t layer, std::span<const int32_t> block_table, int32_t first,
+                         int32_t count, size_t bytes) const;
 
   ModelConfig config_;
   CudaBackendOptions options_;

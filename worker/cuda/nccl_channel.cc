@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
 #include "common/strings.h"
 #include "worker/cuda/cuda_backend.h"
 #include "worker/cuda/cuda_status.h"
@@ -282,18 +283,11 @@ std::string ChannelEndpoint(uint64_t id) {
 
 absl::StatusOr<uint64_t> ParseChannelEndpoint(const std::string& endpoint) {
   const size_t prefix = sizeof(kEndpointPrefix) - 1;
-  if (endpoint.size() != prefix + 16 || endpoint.compare(0, prefix, kEndpointPrefix) != 0) {
+  uint64_t id = 0;
+  if (endpoint.size() != prefix + 16 || endpoint.compare(0, prefix, kEndpointPrefix) != 0 ||
+      !absl::SimpleHexAtoi(endpoint.substr(prefix), &id)) {
     return absl::InvalidArgumentError(
         StrCat("'", endpoint, "' is not an nccl KV endpoint (nccl:<16 hex digits>)"));
-  }
-  uint64_t id = 0;
-  for (size_t i = prefix; i < endpoint.size(); ++i) {
-    const char c = endpoint[i];
-    const int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-    if (digit < 0) {
-      return absl::InvalidArgumentError(StrCat("'", endpoint, "' is not an nccl KV endpoint"));
-    }
-    id = id << 4 | static_cast<uint64_t>(digit);
   }
   return id;
 }

@@ -23,13 +23,16 @@ struct NcclTransport::Expected : ExpectedKv {
   std::shared_ptr<NcclChannel> channel;  // set by Route (under the transport's mu_)
 };
 
+absl::Status NcclTransport::Establish(NcclChannel& ch) {
+  CUDA_RETURN_IF_ERROR(cudaSetDevice(options_.device));
+  RETURN_IF_ERROR(SetUp(*api_, ch, options_.io_timeout_ms));
+  absl::MutexLock lock(&ch.mu);
+  ch.established = true;
+  return absl::OkStatus();
+}
+
 void NcclTransport::SendLoop(const std::shared_ptr<NcclChannel>& ch) {
-  absl::Status status = CudaStatus(cudaSetDevice(options_.device), "cudaSetDevice");
-  if (status.ok()) status = SetUp(*api_, *ch, options_.io_timeout_ms);
-  if (status.ok()) {
-    absl::MutexLock lock(&ch->mu);
-    ch->established = true;
-  }
+  absl::Status status = Establish(*ch);
   while (status.ok()) {
     SendItem item;
     {
@@ -105,12 +108,7 @@ struct Receiving {
 }  // namespace
 
 void NcclTransport::ReceiveLoop(const std::shared_ptr<NcclChannel>& ch) {
-  absl::Status status = CudaStatus(cudaSetDevice(options_.device), "cudaSetDevice");
-  if (status.ok()) status = SetUp(*api_, *ch, options_.io_timeout_ms);
-  if (status.ok()) {
-    absl::MutexLock lock(&ch->mu);
-    ch->established = true;
-  }
+  absl::Status status = Establish(*ch);
   absl::flat_hash_map<uint64_t, Receiving> active;
   auto fail = [&](Receiving& r, const absl::Status& why) {
     if (r.staging != nullptr) cudaFreeAsync(r.staging, ch->stream);

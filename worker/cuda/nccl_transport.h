@@ -79,6 +79,8 @@ class NcclTransport : public KvTransport {
   // Tears `ch` down: its thread aborts the communicator and exits; its
   // transfers fail with `why`.
   void Break(const std::shared_ptr<NcclChannel>& ch, const absl::Status& why);
+  // On the channel's thread: selects the GPU and joins the communicator.
+  absl::Status Establish(NcclChannel& ch);
   void SendLoop(const std::shared_ptr<NcclChannel>& ch);
   void ReceiveLoop(const std::shared_ptr<NcclChannel>& ch);
   // Removes the expected transfer and returns it (null if gone).

@@ -139,8 +139,6 @@ KvTransferSpec Spec(uint64_t id, int32_t first, int32_t end) {
   return tokenfab::testing::KvSpec(id, first, end, KvDType::kBF16);
 }
 
-bool Wait(absl::Notification& n) { return n.WaitForNotificationWithTimeout(absl::Seconds(60)); }
-
 std::unique_ptr<NcclTransport> Make(int32_t device, int32_t max_peers = 8) {
   NcclTransportOptions o;
   o.device = device;
@@ -173,9 +171,9 @@ TEST(NcclTransportTest, TransfersBetweenTwoGpusShareThePairsCommunicator) {
     stream->Push(PatternPiece(spec, 2, 14, 6));
     stream->Push(PatternPiece(spec, 1, 7, 13));
     FinishInto(*stream, &o);
-    ASSERT_TRUE(Wait(o.arrived));
+    ASSERT_TRUE(o.Arrived(absl::Seconds(60)));
     ASSERT_TRUE(o.kv.ok()) << o.kv.status();
-    ASSERT_TRUE(Wait(o.finished));
+    ASSERT_TRUE(o.Finished(absl::Seconds(60)));
     EXPECT_TRUE(o.sent.ok()) << o.sent;
     absl::StatusOr<std::vector<uint8_t>> bytes = ReceivedKvToHost(**o.kv);
     ASSERT_TRUE(bytes.ok()) << bytes.status();
@@ -202,7 +200,7 @@ TEST(NcclTransportTest, AbortedOrStaleTransfersFailBothSidesAndThePairIsSetUpAga
   auto stream = tx->Open(*route, aborted);
   stream->Push(PatternPiece(aborted, 0, 0, 16));
   stream->Abort();
-  ASSERT_TRUE(Wait(a.arrived));
+  ASSERT_TRUE(a.Arrived(absl::Seconds(60)));
   EXPECT_EQ(a.kv.status().code(), absl::StatusCode::kUnavailable) << a.kv.status();
 
   // A sender without the communicator the route names fails its stream;
@@ -217,7 +215,7 @@ TEST(NcclTransportTest, AbortedOrStaleTransfersFailBothSidesAndThePairIsSetUpAga
   ASSERT_NE(other, nullptr);
   auto lost = other->Open(*route, stale);
   FinishInto(*lost, &s);
-  ASSERT_TRUE(Wait(s.finished));
+  ASSERT_TRUE(s.Finished(absl::Seconds(60)));
   EXPECT_EQ(s.sent.code(), absl::StatusCode::kAborted) << s.sent;
   rx->Failed(11, s.sent);
   EXPECT_FALSE(s.arrived.HasBeenNotified()) << "a failed transfer is reported by the caller";
@@ -230,9 +228,9 @@ TEST(NcclTransportTest, AbortedOrStaleTransfersFailBothSidesAndThePairIsSetUpAga
   auto fresh = other->Open(*route, again);
   for (int32_t l = 0; l < 3; ++l) fresh->Push(PatternPiece(again, l, 0, 16));
   FinishInto(*fresh, &g);
-  ASSERT_TRUE(Wait(g.arrived));
+  ASSERT_TRUE(g.Arrived(absl::Seconds(60)));
   EXPECT_TRUE(g.kv.ok()) << g.kv.status();
-  ASSERT_TRUE(Wait(g.finished));
+  ASSERT_TRUE(g.Finished(absl::Seconds(60)));
   EXPECT_TRUE(g.sent.ok()) << g.sent;
 }
 
@@ -252,9 +250,9 @@ TEST(NcclTransportTest, TheLeastRecentlyUsedIdleCommunicatorMakesRoom) {
     auto stream = tx->Open(*route, spec);
     for (int32_t l = 0; l < 3; ++l) stream->Push(PatternPiece(spec, l, 0, 16));
     FinishInto(*stream, &o);
-    ASSERT_TRUE(Wait(o.arrived));
+    ASSERT_TRUE(o.Arrived(absl::Seconds(60)));
     EXPECT_TRUE(o.kv.ok()) << o.kv.status();
-    ASSERT_TRUE(Wait(o.finished));
+    ASSERT_TRUE(o.Finished(absl::Seconds(60)));
     EXPECT_EQ(rx->communicators(), 1);
   }
   // A busy communicator is not closed: a second peer is refused meanwhile.
@@ -294,7 +292,7 @@ TEST(NcclTransportTest, APrefillsKvGoesFromOneGpusBlocksIntoAnothers) {
     ASSERT_TRUE(stream->PushSlice(*a, {l, ta, 20, 20}).ok());
   }
   FinishInto(*stream, &o);
-  ASSERT_TRUE(Wait(o.arrived));
+  ASSERT_TRUE(o.Arrived(absl::Seconds(60)));
   ASSERT_TRUE(o.kv.ok()) << o.kv.status();
   EXPECT_TRUE((*o.kv)->bytes.empty()) << "the KV stays in GPU memory";
   ASSERT_TRUE((*o.kv)->WriteTo(*b, tb).ok());
@@ -303,7 +301,7 @@ TEST(NcclTransportTest, APrefillsKvGoesFromOneGpusBlocksIntoAnothers) {
   }
   // A transfer received on GPU 1 does not write into GPU 0's backend.
   EXPECT_EQ((*o.kv)->WriteTo(*a, ta).code(), absl::StatusCode::kFailedPrecondition);
-  ASSERT_TRUE(Wait(o.finished));
+  ASSERT_TRUE(o.Finished(absl::Seconds(60)));
   EXPECT_TRUE(o.sent.ok()) << o.sent;
 }
 
