@@ -69,63 +69,142 @@ std::vector<float> PromptLogits(Backend& b, const std::vector<int32_t>& ids) {
   return r.logits;
 }
 
-struct LogitsDiff {
-  double max_abs = 0;     // over all values
-  double max_scaled = 0;  // |diff| / max |ref| of the row
-  int32_t argmax_agree = 0, rows = 0;
-};
-
-LogitsDiff Compare(const std::vector<float>& ref, const std::vector<float>& got, int32_t vocab) {
-  LogitsDiff d;
-  d.rows = static_cast<int32_t>(ref.size() / vocab);
-  for (int32_t r = 0; r < d.rows; ++r) {
-    const float* a = ref.data() + static_cast<size_t>(r) * vocab;
-    const float* b = got.data() + static_cast<size_t>(r) * vocab;
-    double scale = 0, worst = 0;
-    for (int32_t i = 0; i < vocab; ++i) {
-      scale = std::max(scale, std::fabs(static_cast<double>(a[i])));
-      worst = std::max(worst, std::fabs(static_cast<double>(a[i]) - b[i]));
-    }
-    d.max_abs = std::max(d.max_abs, worst);
-    d.max_scaled = std::max(d.max_scaled, worst / std::max(scale, 1e-6));
-    d.argmax_agree += std::max_element(a, a + vocab) - a == std::max_element(b, b + vocab) - b;
-  }
-  return d;
+// The exact reference (tools/make_smollm2_exact_golden.py): transformers in
+// float64 on the GGUF's dequantized weights. Each engine is measured against
+// it, since each rounds in its own way: the CUDA backend to bf16, the CPU
+// engine (like llama.cpp) its activations to 8 bits.
+const nlohmann::json& ExactGolden() {
+  static const nlohmann::json* golden = [] {
+    auto text = ReadFileToString(tokenfab::testing::GoldenPath("exact/smollm2_f64.json"));
+    return new nlohmann::json(text.ok() ? nlohmann::json::parse(*text) : nlohmann::json());
+  }();
+  return *golden;
 }
 
-std::vector<std::vector<int32_t>> Prompts(const LoadedModel& m) {
-  const char* texts[] = {
-      "The capital of France is",
-      "def fibonacci(n):",
-      "Once upon a time, in a small village by the sea,",
-      "The three primary colors are",
-      "To make a cup of tea, first",
-      "Water boils at a temperature of",
-      "The quick brown fox",
-      "In machine learning, a neural network is",
-      "My favourite book is",
-      "1, 2, 3, 4, 5,",
-  };
+std::vector<int32_t> GoldenIds(const nlohmann::json& prompt) {
+  return prompt["ids"].get<std::vector<int32_t>>();
+}
+
+// The golden's 10 prompts (empty if the golden is missing).
+std::vector<std::vector<int32_t>> GoldenPrompts() {
   std::vector<std::vector<int32_t>> out;
-  for (const char* t : texts) out.push_back(m.tokenizer->Encode(t));
+  if (!ExactGolden().contains("prompts")) return out;
+  for (const auto& p : ExactGolden()["prompts"]) out.push_back(GoldenIds(p));
   return out;
 }
+
+// An engine's logits against a reference, row by row. `max_scaled` is the
+// worst |diff| / the row's largest |logit| (over the reference's top entries
+// when the reference is the golden's, else over the vocabulary). An argmax
+// that differs from the reference's is consistent only when the two tokens'
+// reference logits are within twice that row's worst |diff| (each may be off
+// by it): a near-tie; `argmax_flips` counts the others.
+struct Agreement {
+  double max_scaled = 0;
+  double max_abs = 0;
+  double top2_abs = 0;  // worst |diff| at the reference's two best tokens
+  int32_t rows = 0, argmax_same = 0, argmax_flips = 0;
+  void Row(double scale, double worst, double worst_top2, bool same, double ref_gap) {
+    ++rows;
+    max_abs = std::max(max_abs, worst);
+    top2_abs = std::max(top2_abs, worst_top2);
+    max_scaled = std::max(max_scaled, worst / std::max(scale, 1e-6));
+    argmax_same += same;
+    argmax_flips += !same && ref_gap > 2 * worst;
+  }
+  std::string Summary() const {
+    char buf[200];
+    std::snprintf(buf, sizeof buf,
+                  "max |diff| %.3f (%.4f of scale), at the top 2 %.3f, argmax %d/%d, flips %d",
+                  max_abs, max_scaled, top2_abs, argmax_same, rows, argmax_flips);
+    return buf;
+  }
+};
+
+int32_t Argmax(const float* row, int32_t vocab) {
+  return static_cast<int32_t>(std::max_element(row, row + vocab) - row);
+}
+
+// `logits` (all rows of one prompt) against the golden's rows of it.
+void AgainstGolden(const nlohmann::json& prompt, const std::vector<float>& logits, int32_t vocab,
+                   Agreement* a) {
+  const auto& rows = prompt["rows"];
+  ASSERT_EQ(logits.size(), rows.size() * vocab);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const float* got = logits.data() + r * vocab;
+    const auto& top = rows[r]["top"];
+    double worst = 0;
+    absl::flat_hash_map<int32_t, double> ref;
+    for (const auto& e : top) {
+      const int32_t id = e[0].get<int32_t>();
+      ref[id] = e[1].get<double>();
+      worst = std::max(worst, std::fabs(got[id] - ref[id]));
+    }
+    const int32_t want = top[0][0].get<int32_t>(), second = top[1][0].get<int32_t>();
+    const int32_t have = Argmax(got, vocab);
+    ASSERT_TRUE(ref.contains(have))
+        << "argmax " << have << " is outside the reference's top " << top.size() << " in row " << r;
+    const double top2 =
+        std::max(std::fabs(got[want] - ref[want]), std::fabs(got[second] - ref[second]));
+    a->Row(rows[r]["scale"].get<double>(), worst, top2, have == want, ref[want] - ref[have]);
+  }
+}
+
+// Two engines' logits against each other over the whole vocabulary, the
+// first as the reference.
+void AgainstEngine(const std::vector<float>& ref, const std::vector<float>& got, int32_t vocab,
+                   Agreement* a) {
+  ASSERT_EQ(ref.size(), got.size());
+  for (size_t r = 0; r < ref.size() / vocab; ++r) {
+    const float* x = ref.data() + r * vocab;
+    const float* y = got.data() + r * vocab;
+    double scale = 0, worst = 0;
+    for (int32_t i = 0; i < vocab; ++i) {
+      scale = std::max(scale, std::fabs(static_cast<double>(x[i])));
+      worst = std::max(worst, std::fabs(static_cast<double>(x[i]) - y[i]));
+    }
+    const int32_t want = Argmax(x, vocab), have = Argmax(y, vocab);
+    std::vector<float> sorted(x, x + vocab);
+    std::nth_element(sorted.begin(), sorted.begin() + 1, sorted.end(), std::greater<float>());
+    const int32_t second = static_cast<int32_t>(std::find(x, x + vocab, sorted[1]) - x);
+    const double top2 = std::max(std::fabs(static_cast<double>(x[want]) - y[want]),
+                                 std::fabs(static_cast<double>(x[second]) - y[second]));
+    a->Row(scale, worst, top2, want == have, static_cast<double>(x[want]) - x[have]);
+  }
+}
+
+// Measured on the 10 prompts (73 rows) on the CUDA emulator, 2026-12-07, as
+// a share of the row's largest |logit|: CUDA backend vs exact 0.024 (top 16),
+// CPU engine vs exact 0.051 (its 8-bit activations), CUDA vs CPU 0.069 (whole
+// vocabulary). The bounds leave room for cuBLAS's own summation order on a
+// GPU; an argmax that differs must be a near-tie (Agreement).
+constexpr double kCudaVsExact = 0.05, kCpuVsExact = 0.08, kCudaVsCpu = kCudaVsExact + kCpuVsExact;
 
 TEST(CudaBackendTest, LogitsMatchCpuOnDefaultModel) {
   TOKENFAB_REQUIRE_GPU();
   const LoadedModel* m = DefaultModel();
   ASSERT_NE(m, nullptr) << "run scripts/setup to fetch the default model";
+  const nlohmann::json& golden = ExactGolden();
+  ASSERT_TRUE(golden.contains("prompts")) << "tests/golden/exact/smollm2_f64.json is missing";
   auto [gpu, cpu] = BothBackends(*m);
   ASSERT_NE(gpu, nullptr);
-  for (const auto& ids : Prompts(*m)) {
-    const LogitsDiff d =
-        Compare(PromptLogits(*cpu, ids), PromptLogits(*gpu, ids), m->config.vocab_size);
-    std::printf("SmolLM2 %zu tokens: max |diff| %.3f (%.4f of the row's scale), argmax %d/%d\n",
-                ids.size(), d.max_abs, d.max_scaled, d.argmax_agree, d.rows);
-    // bf16 weights and activations through 30 layers, against f32.
-    EXPECT_LT(d.max_scaled, 0.05);
-    EXPECT_GE(d.argmax_agree, d.rows - 1);
+  const int32_t vocab = m->config.vocab_size;
+  Agreement cuda_exact, cpu_exact, cuda_cpu;
+  for (const auto& prompt : golden["prompts"]) {
+    const std::vector<int32_t> ids = GoldenIds(prompt);
+    const std::vector<float> on_gpu = PromptLogits(*gpu, ids), on_cpu = PromptLogits(*cpu, ids);
+    AgainstGolden(prompt, on_gpu, vocab, &cuda_exact);
+    AgainstGolden(prompt, on_cpu, vocab, &cpu_exact);
+    AgainstEngine(on_cpu, on_gpu, vocab, &cuda_cpu);
   }
+  std::printf("SmolLM2, 10 prompts: CUDA vs exact: %s\n", cuda_exact.Summary().c_str());
+  std::printf("SmolLM2, 10 prompts: CPU vs exact:  %s\n", cpu_exact.Summary().c_str());
+  std::printf("SmolLM2, 10 prompts: CUDA vs CPU:   %s\n", cuda_cpu.Summary().c_str());
+  EXPECT_LT(cuda_exact.max_scaled, kCudaVsExact);
+  EXPECT_LT(cpu_exact.max_scaled, kCpuVsExact);
+  EXPECT_LT(cuda_cpu.max_scaled, kCudaVsCpu);
+  EXPECT_EQ(cuda_exact.argmax_flips, 0);
+  EXPECT_EQ(cuda_cpu.argmax_flips, 0);
 }
 
 // Generates `steps` tokens for every prompt at once: prefill all, then decode
@@ -180,33 +259,65 @@ Generation Greedy(Backend& b, const std::vector<std::vector<int32_t>>& prompts, 
   return g;
 }
 
+// Where a greedy continuation first leaves the reference's, and the
+// reference's top-2 gap there (0 tokens apart: -1).
+struct Divergence {
+  int32_t at = -1;
+  float gap = 0;
+};
+Divergence FirstDivergence(const std::vector<int32_t>& ref, const std::vector<float>& ref_gaps,
+                           const std::vector<int32_t>& got) {
+  const size_t n = std::min(ref.size(), got.size());
+  for (size_t i = 0; i < n; ++i) {
+    if (ref[i] != got[i]) return {static_cast<int32_t>(i), ref_gaps[i]};
+  }
+  return {};
+}
+
+// The CUDA backend's 32 greedy tokens (chosen on the device) against the
+// exact reference's, and the CPU engine's too. A divergence is allowed only
+// after a near-tie of the reference: a top-2 gap under twice the engine's
+// error at the two best logits (measured above: CUDA 0.41, CPU 0.51 logits at
+// most), so the bands are 1.0 and 1.2.
 TEST(CudaBackendTest, GreedyTokensMatchCpuExceptAfterNearTies) {
   TOKENFAB_REQUIRE_GPU();
   const LoadedModel* m = DefaultModel();
   ASSERT_NE(m, nullptr) << "run scripts/setup to fetch the default model";
+  const nlohmann::json& golden = ExactGolden();
+  ASSERT_TRUE(golden.contains("prompts")) << "tests/golden/exact/smollm2_f64.json is missing";
   auto [gpu, cpu] = BothBackends(*m);
   ASSERT_NE(gpu, nullptr);
-  const auto prompts = Prompts(*m);
-  const Generation want = Greedy(*cpu, prompts, 32);
-  const Generation got = Greedy(*gpu, prompts, 32);
-  ASSERT_EQ(got.tokens.size(), prompts.size());
-  constexpr float kNearTie = 0.25f;  // logits; bf16 noise is ~0.1 here
-  int32_t identical = 0;
+  const std::vector<std::vector<int32_t>> prompts = GoldenPrompts();
+  const Generation on_gpu = Greedy(*gpu, prompts, 32);
+  const Generation on_cpu = Greedy(*cpu, prompts, 32);
+  ASSERT_EQ(on_gpu.tokens.size(), prompts.size());
+  constexpr float kCudaNearTie = 1.0f, kCpuNearTie = 1.2f;
+  int32_t gpu_same = 0, cpu_same = 0, gpu_cpu_same = 0;
   for (size_t s = 0; s < prompts.size(); ++s) {
-    const auto& a = want.tokens[s];
-    const auto& b = got.tokens[s];
-    const size_t first_diff = std::mismatch(a.begin(), a.end(), b.begin()).first - a.begin();
-    if (first_diff == a.size()) {
-      ++identical;
-      continue;
+    const auto& p = golden["prompts"][s];
+    const auto ref = p["greedy"].get<std::vector<int32_t>>();
+    const auto gaps = p["greedy_gaps"].get<std::vector<float>>();
+    const Divergence g = FirstDivergence(ref, gaps, on_gpu.tokens[s]);
+    const Divergence c = FirstDivergence(ref, gaps, on_cpu.tokens[s]);
+    gpu_same += g.at < 0;
+    cpu_same += c.at < 0;
+    gpu_cpu_same += on_gpu.tokens[s] == on_cpu.tokens[s];
+    if (g.at >= 0) {
+      std::printf("prompt %zu: CUDA leaves the exact continuation at token %d (gap %.3f)\n", s,
+                  g.at, g.gap);
+      EXPECT_LT(g.gap, kCudaNearTie)
+          << "prompt " << s << ": CUDA diverged at token " << g.at << " without a near-tie";
     }
-    const float gap = want.gaps[s][first_diff];
-    std::printf("prompt %zu: GPU diverges at token %zu after a top-2 gap of %.3f on the CPU\n", s,
-                first_diff, gap);
-    EXPECT_LT(gap, kNearTie) << "prompt " << s << " diverged at token " << first_diff
-                             << " without a near-tie";
+    if (c.at >= 0) {
+      std::printf("prompt %zu: CPU leaves the exact continuation at token %d (gap %.3f)\n", s, c.at,
+                  c.gap);
+      EXPECT_LT(c.gap, kCpuNearTie)
+          << "prompt " << s << ": CPU diverged at token " << c.at << " without a near-tie";
+    }
   }
-  std::printf("greedy: %d of %zu prompts identical for 32 tokens\n", identical, prompts.size());
+  std::printf(
+      "greedy, 32 tokens of 10 prompts: CUDA as exact %d, CPU as exact %d, CUDA as CPU %d\n",
+      gpu_same, cpu_same, gpu_cpu_same);
 }
 
 TEST(CudaBackendTest, GraphsAndEagerStepsAgree) {
@@ -217,7 +328,8 @@ TEST(CudaBackendTest, GraphsAndEagerStepsAgree) {
   auto eager = MakeCuda(m->config, m->weights, false);
   ASSERT_NE(graphs, nullptr);
   ASSERT_NE(eager, nullptr);
-  auto prompts = Prompts(*m);
+  auto prompts = GoldenPrompts();
+  ASSERT_GE(prompts.size(), 3u) << "tests/golden/exact/smollm2_f64.json is missing";
   prompts.resize(3);  // batch 3: padded to the graph of 4
   const Generation a = Greedy(*graphs, prompts, 16);
   const Generation b = Greedy(*eager, prompts, 16);
@@ -266,12 +378,12 @@ TEST(CudaBackendTest, ChunkedPrefillAgreesWithWhole) {
   const std::vector<float> whole = PromptLogits(*gpu, ids);
   const std::vector<float> whole_last(whole.end() - vocab, whole.end());
   for (const auto& [chunk, beside_other] : {std::pair{100, true}, std::pair{48, false}}) {
-    const LogitsDiff d =
-        Compare(whole_last, LastLogitsInChunks(*gpu, ids, chunk, beside_other), vocab);
-    std::printf("chunks of %d%s vs whole prefill: max |diff| %.4f\n", chunk,
-                beside_other ? " beside another prefill" : " alone", d.max_abs);
+    Agreement d;
+    AgainstEngine(whole_last, LastLogitsInChunks(*gpu, ids, chunk, beside_other), vocab, &d);
+    std::printf("chunks of %d%s vs whole prefill: %s\n", chunk,
+                beside_other ? " beside another prefill" : " alone", d.Summary().c_str());
     EXPECT_LT(d.max_scaled, 0.02) << "chunks of " << chunk;
-    EXPECT_EQ(d.argmax_agree, 1) << "chunks of " << chunk;
+    EXPECT_EQ(d.argmax_flips, 0) << "chunks of " << chunk;
   }
 }
 
@@ -370,11 +482,13 @@ TEST_P(CudaTinyHfTest, LogitsMatchTransformers) {
     for (const auto& row : golden["logits"][s]) {
       for (float v : row.get<std::vector<float>>()) want.push_back(v);
     }
-    const LogitsDiff d = Compare(want, got, c.vocab_size);
-    std::printf("%s sequence %zu: max |diff| %.4f (%.4f of scale), argmax %d/%d\n", name.c_str(), s,
-                d.max_abs, d.max_scaled, d.argmax_agree, d.rows);
+    Agreement d;
+    AgainstEngine(want, got, c.vocab_size, &d);
+    std::printf("%s sequence %zu: %s\n", name.c_str(), s, d.Summary().c_str());
+    // These random models have near-ties (top-2 gaps down to 0.005): an
+    // argmax may flip inside the error band, not beyond it.
     EXPECT_LT(d.max_scaled, 0.03);
-    EXPECT_GE(d.argmax_agree, d.rows - 1);
+    EXPECT_EQ(d.argmax_flips, 0);
   }
 }
 
