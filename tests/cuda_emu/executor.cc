@@ -1,0 +1,393 @@
+// Runs emulated kernels: the blocks of a grid one after another on the
+// stream's thread, the threads of a block as fibers (Boost.Context) that run
+// until they finish or wait at a barrier. The scheduler resumes every
+// runnable thread in turn; when none is runnable and some have not finished,
+// the block is deadlocked (a barrier that not all of its threads reach) and
+// the launch fails with cudaErrorLaunchFailure, naming the kernel, the block
+// and where its threads wait.
+#include <sys/mman.h>
+
+#include <boost/context/fiber.hpp>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "tests/cuda_emu/device_runtime.h"
+#include "tests/cuda_emu/emu_runtime.h"
+
+namespace tokenfab::cuda_emu {
+
+TOKENFAB_EMU_TLS uint3 t_thread_idx;
+TOKENFAB_EMU_TLS uint3 t_block_idx;
+TOKENFAB_EMU_TLS dim3 t_block_dim;
+TOKENFAB_EMU_TLS dim3 t_grid_dim;
+
+namespace {
+
+namespace bctx = boost::context;
+
+// Kernel frames are small: 64 KB a CUDA thread is plenty. Stacks are cut
+// from 4 MB regions backed by huge pages where the kernel allows (a block
+// of 1024 threads then touches a few TLB entries, not 1024), so there are
+// no guard pages; a canary at the bottom of each stack, checked when the
+// stack is handed back, turns an overflow into a clear abort.
+constexpr size_t kStackBytes = 64 * 1024;
+constexpr size_t kRegionBytes = 4 << 20;
+constexpr uint64_t kCanary = 0x7374616b63616e61ull;
+
+// Fiber stacks of one OS thread, kept from block to block.
+class StackPool {
+ public:
+  ~StackPool() {
+    for (void* r : regions_) munmap(r, kRegionBytes);
+  }
+  bctx::stack_context Allocate() {
+    if (free_.empty()) Grow();
+    char* base = free_.back();
+    free_.pop_back();
+    *reinterpret_cast<uint64_t*>(base) = kCanary;
+    bctx::stack_context sc;
+    sc.size = kStackBytes;
+    sc.sp = base + kStackBytes;
+    return sc;
+  }
+  void Deallocate(bctx::stack_context& sc) {
+    char* base = static_cast<char*>(sc.sp) - kStackBytes;
+    if (*reinterpret_cast<uint64_t*>(base) != kCanary) {
+      std::fprintf(stderr, "tokenfab cuda emulator: a CUDA thread overflowed its %zu KB stack\n",
+                   kStackBytes / 1024);
+      std::abort();
+    }
+    free_.push_back(base);
+  }
+
+ private:
+  void Grow() {
+    // A 2 MB-aligned region, so that huge pages can back it.
+    void* raw = mmap(nullptr, kRegionBytes + (2 << 20), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) throw std::bad_alloc();
+    const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+    const uintptr_t aligned = (start + (2 << 20) - 1) & ~uintptr_t{(2 << 20) - 1};
+    if (aligned > start) munmap(raw, aligned - start);
+    const uintptr_t end = start + kRegionBytes + (2 << 20);
+    if (end > aligned + kRegionBytes) {
+      munmap(reinterpret_cast<void*>(aligned + kRegionBytes), end - aligned - kRegionBytes);
+    }
+    char* region = reinterpret_cast<char*>(aligned);
+    madvise(region, kRegionBytes, MADV_HUGEPAGE);
+    regions_.push_back(region);
+    for (size_t off = 0; off < kRegionBytes; off += kStackBytes) free_.push_back(region + off);
+  }
+
+  std::vector<void*> regions_;
+  std::vector<char*> free_;
+};
+
+// Boost.Context's StackAllocator, over the thread's pool.
+struct PooledStack {
+  StackPool* pool;
+  bctx::stack_context allocate() { return pool->Allocate(); }
+  void deallocate(bctx::stack_context& sc) { pool->Deallocate(sc); }
+};
+
+enum class State : uint8_t { kRunnable, kAtBlockBarrier, kAtWarpBarrier, kDone, kFailed };
+
+struct Thread {
+  uint3 idx{};
+  int lane = 0;
+  int warp = 0;
+  State state = State::kRunnable;
+  uint32_t exchanges = 0;  // which of the warp's two slot arrays is next
+  bctx::fiber fiber;       // the thread, while suspended
+};
+
+struct Warp {
+  uint32_t present = 0;  // lanes the block has (a last warp may be partial)
+  uint32_t live = 0;     // lanes that have not exited
+  uint32_t arrived = 0;  // lanes waiting at the warp barrier
+  uint32_t mask = 0;     // lanes the barrier in progress waits for
+  uint64_t slots[2][32] = {};
+};
+
+// Control passes from thread to thread directly: a thread that must wait
+// switches to the next runnable one (first in, first out); the scheduler
+// gets control back only when no thread can run: all finished, deadlock,
+// or a failure.
+struct Block {
+  const char* kernel = "";
+  std::vector<Thread> threads;
+  std::vector<Warp> warps;
+  std::deque<int> runnable;
+  bctx::fiber scheduler;  // while a thread runs
+  int live = 0;
+  int arrived = 0;  // at __syncthreads
+  void* shared = nullptr;
+  std::string error;
+};
+
+TOKENFAB_EMU_TLS Block* t_block = nullptr;
+TOKENFAB_EMU_TLS Thread* t_thread = nullptr;
+
+Thread& Me() {
+  if (t_thread == nullptr) {
+    std::fprintf(stderr, "tokenfab cuda emulator: a device function was called outside a kernel\n");
+    std::abort();
+  }
+  return *t_thread;
+}
+
+std::string Where(const Thread& t) {
+  return "thread (" + std::to_string(t.idx.x) + "," + std::to_string(t.idx.y) + "," +
+         std::to_string(t.idx.z) + ")";
+}
+
+// Where control goes next: the next runnable thread (made current), or the
+// scheduler when none can run or the block failed.
+bctx::fiber& NextContext(Block& b) {
+  if (b.error.empty() && !b.runnable.empty()) {
+    Thread& next = b.threads[b.runnable.front()];
+    b.runnable.pop_front();
+    t_thread = &next;
+    t_thread_idx = next.idx;
+    return next.fiber;
+  }
+  t_thread = nullptr;
+  return b.scheduler;
+}
+
+// Suspends the running thread `t` (already marked as waiting) until a
+// release queues it again.
+void Wait(Block& b, Thread& t) {
+  std::move(NextContext(b)).resume_with([&t](bctx::fiber&& self) {
+    t.fiber = std::move(self);
+    return bctx::fiber();
+  });
+}
+
+// Misuse inside a kernel: the block stops here (its fibers are unwound).
+void Fail(Block& b, Thread& t, const std::string& why) {
+  if (b.error.empty()) b.error = Where(t) + ": " + why;
+  t.state = State::kFailed;
+  Wait(b, t);
+}
+
+void ReleaseBlockBarrier(Block& b) {
+  b.arrived = 0;
+  for (size_t i = 0; i < b.threads.size(); ++i) {
+    if (b.threads[i].state != State::kAtBlockBarrier) continue;
+    b.threads[i].state = State::kRunnable;
+    b.runnable.push_back(static_cast<int>(i));
+  }
+}
+
+void ReleaseWarpBarrier(Block& b, Warp& w, int warp) {
+  for (int lane = 0; lane < 32; ++lane) {
+    if (((w.mask >> lane) & 1u) == 0) continue;
+    Thread& x = b.threads[warp * 32 + lane];
+    if (x.state != State::kAtWarpBarrier) continue;
+    x.state = State::kRunnable;
+    b.runnable.push_back(warp * 32 + lane);
+  }
+  w.arrived = 0;
+  w.mask = 0;
+}
+
+void Exit(Block& b, Thread& t) {
+  t.state = State::kDone;
+  --b.live;
+  Warp& w = b.warps[t.warp];
+  w.live &= ~(1u << t.lane);
+  // An exited thread counts as arrived at __syncthreads (as on sm_70 and
+  // later); a warp barrier that waits for it is undefined behaviour.
+  if (b.arrived > 0 && b.arrived == b.live) ReleaseBlockBarrier(b);
+  if (w.arrived != 0 && ((w.mask >> t.lane) & 1u) != 0 && b.error.empty()) {
+    b.error = Where(t) + " exited while lanes of its warp wait for it at a warp barrier";
+  }
+}
+
+std::string Deadlock(const Block& b) {
+  int at_block = 0, at_warp = 0, done = 0;
+  std::string warps;
+  for (const Thread& t : b.threads) {
+    at_block += t.state == State::kAtBlockBarrier;
+    at_warp += t.state == State::kAtWarpBarrier;
+    done += t.state == State::kDone;
+  }
+  for (size_t w = 0; w < b.warps.size(); ++w) {
+    if (b.warps[w].arrived == 0) continue;
+    char buf[96];
+    std::snprintf(buf, sizeof buf, " warp %zu: lanes %08x of %08x arrived;", w, b.warps[w].arrived,
+                  b.warps[w].mask);
+    warps += buf;
+  }
+  return "deadlock: " + std::to_string(at_block) + " threads wait at __syncthreads, " +
+         std::to_string(at_warp) + " at a warp barrier, " + std::to_string(done) + " finished;" +
+         warps;
+}
+
+void RunBlock(Block& b, const std::function<void()>& body, StackPool& pool) {
+  t_block = &b;
+  for (size_t i = 0; i < b.threads.size(); ++i) {
+    b.threads[i].fiber =
+        bctx::fiber(std::allocator_arg, PooledStack{&pool}, [&b, i, &body](bctx::fiber&&) {
+          body();
+          Exit(b, b.threads[i]);
+          return std::move(NextContext(b));
+        });
+    b.runnable.push_back(static_cast<int>(i));
+  }
+  std::move(NextContext(b)).resume_with([&b](bctx::fiber&& scheduler) {
+    b.scheduler = std::move(scheduler);
+    return bctx::fiber();
+  });
+  // No thread can run any more.
+  if (b.error.empty() && b.live > 0) b.error = Deadlock(b);
+  t_thread = nullptr;
+  // Threads still suspended are unwound by their fibers' destruction.
+  for (Thread& t : b.threads) t.fiber = bctx::fiber();
+  t_block = nullptr;
+}
+
+cudaError_t RunGrid(const char* name, const LaunchConfig& c, const std::function<void()>& body) {
+  static thread_local StackPool pool;
+  const int n = static_cast<int>(c.block.x * c.block.y * c.block.z);
+  void* shared = nullptr;
+  if (c.shared_bytes > 0 && posix_memalign(&shared, 128, c.shared_bytes) != 0) {
+    return cudaErrorMemoryAllocation;
+  }
+  t_grid_dim = c.grid;
+  t_block_dim = c.block;
+  cudaError_t result = cudaSuccess;
+  for (unsigned z = 0; z < c.grid.z && result == cudaSuccess; ++z) {
+    for (unsigned y = 0; y < c.grid.y && result == cudaSuccess; ++y) {
+      for (unsigned x = 0; x < c.grid.x && result == cudaSuccess; ++x) {
+        t_block_idx = make_uint3(x, y, z);
+        Block b;
+        b.kernel = name;
+        b.threads.resize(n);
+        b.warps.resize((n + 31) / 32);
+        b.live = n;
+        b.shared = shared;
+        if (shared != nullptr) std::memset(shared, 0xff, c.shared_bytes);  // garbage, as on a GPU
+        for (int i = 0; i < n; ++i) {
+          Thread& t = b.threads[i];
+          t.idx = make_uint3(i % c.block.x, i / c.block.x % c.block.y, i / (c.block.x * c.block.y));
+          t.lane = i % 32;
+          t.warp = i / 32;
+          b.warps[t.warp].present |= 1u << t.lane;
+          b.warps[t.warp].live |= 1u << t.lane;
+        }
+        RunBlock(b, body, pool);
+        if (!b.error.empty()) {
+          Complain(std::string("kernel ") + name + ", block (" + std::to_string(x) + "," +
+                   std::to_string(y) + "," + std::to_string(z) + "): " + b.error);
+          result = cudaErrorLaunchFailure;
+        }
+      }
+    }
+  }
+  std::free(shared);
+  return result;
+}
+
+}  // namespace
+
+void SyncThreads() {
+  Thread& t = Me();
+  Block& b = *t_block;
+  if (++b.arrived == b.live) {
+    ReleaseBlockBarrier(b);
+    return;
+  }
+  t.state = State::kAtBlockBarrier;
+  Wait(b, t);
+}
+
+void SyncWarp(unsigned mask) {
+  Thread& t = Me();
+  Block& b = *t_block;
+  Warp& w = b.warps[t.warp];
+  const uint32_t bit = 1u << t.lane;
+  if ((mask & bit) == 0) {
+    Fail(b, t, "a warp barrier whose mask leaves out the calling lane");
+    return;
+  }
+  const uint32_t participants = mask & w.live;
+  if ((mask & w.present & ~w.live) != 0) {
+    Fail(b, t, "a warp barrier waits for a lane that has exited");
+    return;
+  }
+  if (w.arrived == 0) {
+    w.mask = participants;
+  } else if (w.mask != participants) {
+    Fail(b, t, "lanes of a warp meet at a barrier with different masks");
+    return;
+  }
+  w.arrived |= bit;
+  if ((w.arrived & w.mask) == w.mask) {
+    ReleaseWarpBarrier(b, w, t.warp);
+    return;
+  }
+  t.state = State::kAtWarpBarrier;
+  Wait(b, t);
+}
+
+int LaneId() { return Me().lane; }
+
+const uint64_t* WarpExchange(unsigned mask, uint64_t value) {
+  Thread& t = Me();
+  // Two arrays in turn: a lane can only be one exchange ahead of the
+  // slowest, which still reads the other array.
+  uint64_t* slots = t_block->warps[t.warp].slots[t.exchanges++ & 1];
+  slots[t.lane] = value;
+  SyncWarp(mask);
+  return slots;
+}
+
+void* DynamicShared() {
+  Me();
+  return t_block->shared;
+}
+
+void Launch(const char* name, const void* kernel, const LaunchConfig& c,
+            std::function<void()> body) {
+  const uint64_t threads = uint64_t{c.block.x} * c.block.y * c.block.z;
+  if (threads == 0 || threads > 1024 || c.block.z > 64 || c.grid.x == 0 || c.grid.y == 0 ||
+      c.grid.z == 0 || c.grid.x > INT_MAX || c.grid.y > 65535 || c.grid.z > 65535) {
+    Complain(std::string("kernel ") + name + ": grid (" + std::to_string(c.grid.x) + "," +
+             std::to_string(c.grid.y) + "," + std::to_string(c.grid.z) + ") of blocks (" +
+             std::to_string(c.block.x) + "," + std::to_string(c.block.y) + "," +
+             std::to_string(c.block.z) + ") is not a valid launch");
+    SetLastError(cudaErrorInvalidConfiguration);
+    return;
+  }
+  if (const size_t limit = MaxDynamicShared(kernel); c.shared_bytes > limit) {
+    Complain(std::string("kernel ") + name + ": " + std::to_string(c.shared_bytes) +
+             " bytes of dynamic shared memory, " + std::to_string(limit) +
+             " allowed (cudaFuncSetAttribute raises it up to " +
+             std::to_string(kSharedPerBlockOptin) + ")");
+    SetLastError(cudaErrorInvalidValue);
+    return;
+  }
+  int device = -1;
+  if (const cudaError_t e = StreamDevice(c.stream, &device); e != cudaSuccess) {
+    SetLastError(e);
+    return;
+  }
+  if (device != CurrentDevice()) {
+    Complain(std::string("kernel ") + name + " launched on a stream of device " +
+             std::to_string(device) + " while device " + std::to_string(CurrentDevice()) +
+             " is current");
+    SetLastError(cudaErrorInvalidResourceHandle);
+    return;
+  }
+  SetLastError(Enqueue(c.stream, name,
+                       [name, c, body = std::move(body)] { return RunGrid(name, c, body); }));
+}
+
+}  // namespace tokenfab::cuda_emu
