@@ -1,13 +1,14 @@
 // nvcuda::wmma for the CUDA emulator: 16x16x16 tiles of bf16 or half
 // inputs with float accumulators, as worker/cuda's prefill attention uses
-// them. Every operation is warp-synchronous, as on the GPU: the lanes meet
-// at a barrier first, so a divergent call is reported as a deadlock.
+// them.
 //
-// Each lane holds the whole A and B tiles (as floats: bf16 and half convert
-// exactly) and eight elements of an accumulator: element e of the 16x16 tile
-// (row e / 16, column e % 16) belongs to lane e % 32. A store writes only the
-// lane's own elements, so a lane that reads the stored tile before a
-// __syncwarp sees other lanes' elements missing, as it may on the GPU.
+// Element e of a 16x16 accumulator (row e / 16, column e % 16) belongs to
+// lane e % 32: lane l holds column l % 16 of the rows whose parity is
+// l / 16. A lane loads only what its own elements need (those rows of A,
+// that column of B), and a store writes only the lane's own elements, so a
+// lane that reads the stored tile before a __syncwarp sees other lanes'
+// elements missing, as it may on the GPU. mma_sync is where the warp's lanes
+// meet (a barrier), so a divergent call is reported as a deadlock.
 #ifndef TOKENFAB_TESTS_CUDA_EMU_INCLUDE_MMA_H_
 #define TOKENFAB_TESTS_CUDA_EMU_INCLUDE_MMA_H_
 
@@ -35,13 +36,27 @@ inline float ToFloat(float v) { return v; }
 inline float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
 inline float ToFloat(__half v) { return __half2float(v); }
 inline void Converge() { ::tokenfab::cuda_emu::SyncWarp(0xffffffffu); }
+inline int Lane() { return ::tokenfab::cuda_emu::LaneId(); }
+// The rows of A (and of the accumulator) lane `lane` works on: 8 of them.
+inline int RowOf(int lane, int i) { return 2 * i + lane / 16; }
+inline int ColOf(int lane) { return lane % 16; }
 }  // namespace detail
 
 template <typename Use, int M, int N, int K, typename T, typename Layout = void>
-struct fragment {
+struct fragment;
+
+// A: the lane's 8 rows, whole (16 k each).
+template <int M, int N, int K, typename T, typename Layout>
+struct fragment<matrix_a, M, N, K, T, Layout> {
   static_assert(M == 16 && N == 16 && K == 16, "the emulator has 16x16x16 wmma tiles only");
-  static_assert(!std::is_same_v<Use, accumulator>, "accumulator fragments have no layout");
-  float tile[256];  // [row][col] of the operand, whole
+  float rows[8][16];
+};
+
+// B: the lane's column, whole (16 k).
+template <int M, int N, int K, typename T, typename Layout>
+struct fragment<matrix_b, M, N, K, T, Layout> {
+  static_assert(M == 16 && N == 16 && K == 16, "the emulator has 16x16x16 wmma tiles only");
+  float col[16];
 };
 
 template <int M, int N, int K, typename T>
@@ -49,38 +64,40 @@ struct fragment<accumulator, M, N, K, T, void> {
   static_assert(M == 16 && N == 16 && K == 16, "the emulator has 16x16x16 wmma tiles only");
   static_assert(std::is_same_v<T, float>, "the emulator has float accumulators only");
   static constexpr int num_elements = 8;
-  float x[8];  // elements lane, lane + 32, ..., of the tile in row-major order
+  float x[8];  // the lane's elements: rows RowOf(lane, i), column ColOf(lane)
 };
 
-template <typename Use, int M, int N, int K, typename T, typename Layout>
-void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, float v) {
-  for (float& e : f.tile) e = v;
-}
 template <int M, int N, int K>
 void fill_fragment(fragment<accumulator, M, N, K, float, void>& f, float v) {
   for (float& e : f.x) e = v;
 }
 
-// A tile (rows x cols 16 x 16 of the operand) from memory laid out as
-// Layout with leading dimension ldm.
-template <typename Use, int M, int N, int K, typename T, typename Layout, typename P>
-void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const P* p, unsigned ldm) {
-  detail::Converge();
-  for (int r = 0; r < 16; ++r) {
-    for (int c = 0; c < 16; ++c) {
-      const P v = std::is_same_v<Layout, row_major> ? p[r * ldm + c] : p[c * ldm + r];
-      f.tile[r * 16 + c] = detail::ToFloat(v);
+template <int M, int N, int K, typename T, typename Layout, typename P>
+void load_matrix_sync(fragment<matrix_a, M, N, K, T, Layout>& f, const P* p, unsigned ldm) {
+  const int lane = detail::Lane();
+  for (int i = 0; i < 8; ++i) {
+    const int r = detail::RowOf(lane, i);
+    for (int k = 0; k < 16; ++k) {
+      f.rows[i][k] =
+          detail::ToFloat(std::is_same_v<Layout, row_major> ? p[r * ldm + k] : p[k * ldm + r]);
     }
+  }
+}
+
+template <int M, int N, int K, typename T, typename Layout, typename P>
+void load_matrix_sync(fragment<matrix_b, M, N, K, T, Layout>& f, const P* p, unsigned ldm) {
+  const int c = detail::ColOf(detail::Lane());
+  for (int k = 0; k < 16; ++k) {
+    f.col[k] = detail::ToFloat(std::is_same_v<Layout, row_major> ? p[k * ldm + c] : p[c * ldm + k]);
   }
 }
 
 template <int M, int N, int K>
 void load_matrix_sync(fragment<accumulator, M, N, K, float, void>& f, const float* p, unsigned ldm,
                       layout_t layout) {
-  detail::Converge();
-  const int lane = ::tokenfab::cuda_emu::LaneId();
+  const int lane = detail::Lane(), c = detail::ColOf(lane);
   for (int i = 0; i < 8; ++i) {
-    const int e = lane + 32 * i, r = e / 16, c = e % 16;
+    const int r = detail::RowOf(lane, i);
     f.x[i] = layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r];
   }
 }
@@ -88,10 +105,9 @@ void load_matrix_sync(fragment<accumulator, M, N, K, float, void>& f, const floa
 template <int M, int N, int K>
 void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float, void>& f, unsigned ldm,
                        layout_t layout) {
-  detail::Converge();
-  const int lane = ::tokenfab::cuda_emu::LaneId();
+  const int lane = detail::Lane(), c = detail::ColOf(lane);
   for (int i = 0; i < 8; ++i) {
-    const int e = lane + 32 * i, r = e / 16, c = e % 16;
+    const int r = detail::RowOf(lane, i);
     (layout == mem_row_major ? p[r * ldm + c] : p[c * ldm + r]) = f.x[i];
   }
 }
@@ -103,15 +119,11 @@ void mma_sync(fragment<accumulator, M, N, K, float, void>& d,
               const fragment<matrix_b, M, N, K, T, LB>& b,
               const fragment<accumulator, M, N, K, float, void>& c) {
   detail::Converge();
-  const int lane = ::tokenfab::cuda_emu::LaneId();
-  float out[8];
   for (int i = 0; i < 8; ++i) {
-    const int e = lane + 32 * i, r = e / 16, col = e % 16;
     float acc = c.x[i];
-    for (int k = 0; k < 16; ++k) acc += a.tile[r * 16 + k] * b.tile[k * 16 + col];
-    out[i] = acc;
+    for (int k = 0; k < 16; ++k) acc += a.rows[i][k] * b.col[k];
+    d.x[i] = acc;
   }
-  for (int i = 0; i < 8; ++i) d.x[i] = out[i];
 }
 
 }  // namespace nvcuda::wmma
