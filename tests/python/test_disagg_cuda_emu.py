@@ -1,0 +1,138 @@
+"""Disaggregated serving on GPU workers, across real processes on loopback:
+`tokenfab router` with `tokenfab worker --device cuda:0 --transport nccl`,
+each worker on the CUDA emulator (tests/cuda_emu): the worker loads the
+emulator's build of the CUDA module (TOKENFAB_CUDA_MODULE) and NCCL
+(TOKENFAB_NCCL_LIBRARY), so the worker, the CUDA backend, the nccl KV
+transport and its communicators run exactly as on GPUs, with the kernels on
+the CPU. Every process's device 0 is its own emulated GPU; the NCCL
+stand-in joins them over loopback TCP.
+
+The prefill worker computes the prompt but its last token; the decode
+worker computes that one itself. On the CUDA backend that last position goes
+through the decode attention kernel instead of the prefill kernel, so a
+disaggregated continuation may leave the aggregated one after a near-tie:
+unlike the CPU engine, the CUDA backend is not exact across that split. What
+must be exact is the KV: the same disaggregated run over the nccl transport
+(GPU to GPU) and over the tcp transport (through host memory) gives the same
+tokens, because the emulator's arithmetic is the same however it is batched.
+"""
+import os
+import pathlib
+import threading
+import time
+
+import pytest
+
+from cluster import Cluster, scrape
+from conftest import binary
+
+SENTENCES = [
+    "The river ran past the old mill where the children used to play in summer.",
+    "A quiet morning settled over the harbour as the boats returned with their catch.",
+    "Scientists measured the temperature of the lake every day for a whole year.",
+]
+PROMPTS = [f"Story {i}. " + " ".join(SENTENCES[(i + k) % 3] for k in range(1 + i % 2))
+           for i in range(4)]
+
+
+def emulator_env():
+    """The environment that puts a worker on the CUDA emulator (skips when
+    the emulator was not built)."""
+    build = pathlib.Path(binary()).resolve().parents[1]
+    module = build / "tests" / "cuda_emu" / "libtokenfab_cuda_emu_module.so"
+    nccl = build / "tests" / "cuda_emu" / "libtokenfab_nccl_emu.so"
+    if not module.exists() or not nccl.exists():
+        pytest.skip(f"the CUDA emulator is not built in {build} (TOKENFAB_CUDA_EMU)")
+    return dict(os.environ, TOKENFAB_CUDA_MODULE=str(module), TOKENFAB_NCCL_LIBRARY=str(nccl))
+
+
+GPU = ("--device", "cuda:0", "--transport", "nccl", "--kv-cache-mb", "64",
+       "--max-num-seqs", "8", "--max-batched-tokens", "256")
+
+
+@pytest.fixture
+def cluster(grpc_modules):
+    made = []
+
+    def make(*router_args):
+        c = Cluster(grpc_modules, *router_args)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def metric(c, worker_id, name, **labels):
+    """A worker's sample of `name` with `labels` among its labels (a GPU
+    worker's samples also carry backend="cuda")."""
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    for key, value in scrape(c.worker_metrics[worker_id]).items():
+        if key.split("{")[0] == name and all(w in key for w in want):
+            return value
+    return 0.0
+
+
+def outputs(c, prompts, max_tokens):
+    return [c.generate(p, max_tokens)[0] for p in prompts]
+
+
+def disaggregated(cluster, env, transport, prompts, max_tokens):
+    gpu = [a if a != "nccl" else transport for a in GPU]
+    c = cluster("--disagg-threshold", "16")
+    c.start_worker("P", "prefill", *gpu, env=env)
+    c.start_worker("D", "decode", *gpu, env=env)
+    assert f"KV over {transport}" in c.workers["D"].output(), c.logs()
+    return c, outputs(c, prompts, max_tokens)
+
+
+def test_kv_over_nccl_equals_kv_over_tcp(cluster):
+    env = emulator_env()
+    _, over_tcp = disaggregated(cluster, env, "tcp", PROMPTS, 12)
+    c, over_nccl = disaggregated(cluster, env, "nccl", PROMPTS, 12)
+    assert over_nccl == over_tcp, c.logs()
+    m = c.metrics()
+    assert m['tokenfab_router_prefill_decisions_total{decision="remote",reason="above_threshold"}'] == 4
+    assert metric(c, "D", "tokenfab_worker_remote_prefills_total", result="ok") == 4
+    assert metric(c, "P", "tokenfab_worker_kv_exports_total") == 4
+    received = metric(c, "D", "tokenfab_worker_kv_transfer_bytes_total", direction="received")
+    sent = metric(c, "P", "tokenfab_worker_kv_transfer_bytes_total", direction="sent")
+    # 30 layers x 3 KV heads x 64 dims x 2 (K and V) x 2 bytes a position.
+    positions = sum(len(c.stub.Tokenize(c.pb2.TokenizeRequest(text=p)).token_ids) - 1
+                    for p in PROMPTS)
+    assert received == sent == positions * 30 * 3 * 64 * 2 * 2, c.logs()
+    # Against one GPU worker doing it all: equal until the first near-tie.
+    whole = cluster("--disagg-threshold", "0")
+    whole.start_worker("A", "both", *GPU, env=env)
+    same = sum(a == b for a, b in zip(outputs(whole, PROMPTS, 12), over_nccl))
+    print(f"{same} of {len(PROMPTS)} disaggregated continuations equal the aggregated ones")
+
+
+def test_a_killed_prefill_worker_falls_back_and_a_restarted_one_sets_up_a_new_pair(cluster):
+    env = emulator_env()
+    long = "Story 9. " + " ".join(SENTENCES * 6)  # ~290 tokens: seconds of emulated prefill
+    whole = cluster("--disagg-threshold", "0")
+    whole.start_worker("A", "both", *GPU, env=env)
+    want = outputs(whole, [long, PROMPTS[0]], 6)
+
+    c = cluster("--disagg-threshold", "16")
+    c.start_worker("P", "prefill", *GPU, env=env)
+    c.start_worker("D", "decode", *GPU, env=env)
+    result = {}
+    t = threading.Thread(target=lambda: result.update(out=c.generate(long, 6)))
+    t.start()
+    deadline = time.monotonic() + 120
+    while metric(c, "P", "tokenfab_worker_pending_prefill_tokens") == 0:
+        assert time.monotonic() < deadline and t.is_alive(), c.logs()
+        time.sleep(0.02)
+    c.workers["P"].kill9()  # its NCCL communicator with D dies with it
+    t.join(timeout=300)
+    # D computed the whole prompt itself, as the aggregated worker did.
+    assert result["out"][0] == want[0], c.logs()
+    assert metric(c, "D", "tokenfab_worker_remote_prefills_total", result="fallback") == 1
+    # Restarted, the prefill worker joins a new communicator with D.
+    c.start_worker("P", "prefill", *GPU, env=env)
+    assert c.generate(PROMPTS[0], 6)[1].usage.completion_tokens == 6, c.logs()
+    assert metric(c, "D", "tokenfab_worker_remote_prefills_total", result="ok") == 1, c.logs()
+    assert metric(c, "P", "tokenfab_worker_kv_exports_total") == 1
