@@ -5,6 +5,7 @@ import os
 import pathlib
 import re
 import sys
+import threading
 import time
 import urllib.request
 
@@ -129,3 +130,23 @@ class Cluster:
         parts = [f"--- router\n{self.router.output()}"]
         parts += [f"--- {name}\n{p.output()}" for name, p in self.workers.items()]
         return "\n".join(parts)
+
+
+def stream_all(c, prompts, max_tokens, started, results):
+    """Streams each prompt on its own thread; `started` counts streams with >= 4 tokens."""
+    def run(i):
+        ids = []
+        req = c.pb2.GenerateRequest(prompt=prompts[i], max_tokens=max_tokens, stop_at_eos=False,
+                                    sampling=c.pb2.SamplingParams(temperature=0))
+        counted = False
+        for r in c.stub.Generate(req, timeout=300):
+            ids.extend(r.token_ids)
+            if len(ids) >= 4 and not counted:
+                counted = True
+                started.release()
+            if r.finish_reason:
+                results[i] = (ids, r.finish_reason)
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    return threads

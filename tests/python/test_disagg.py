@@ -12,7 +12,7 @@ import urllib.request
 import grpc
 import pytest
 
-from cluster import Cluster
+from cluster import Cluster, stream_all
 from conftest import Server
 from prompts import PROMPTS
 
@@ -95,26 +95,6 @@ def test_two_prefill_two_decode_workers_under_64_concurrent_mixed_requests(clust
         c.metrics()["tokenfab_router_kv_transfer_bytes_total"] > 0
     assert sum(c.worker_metric(d, 'tokenfab_worker_kv_transfer_bytes_total{direction="received"}')
                for d in ("D0", "D1")) > 0
-
-
-def stream_all(c, prompts, max_tokens, started, results):
-    """Streams each prompt on its own thread; `started` counts streams with >= 4 tokens."""
-    def run(i):
-        ids = []
-        req = c.pb2.GenerateRequest(prompt=prompts[i], max_tokens=max_tokens, stop_at_eos=False,
-                                    sampling=c.pb2.SamplingParams(temperature=0))
-        counted = False
-        for r in c.stub.Generate(req, timeout=300):
-            ids.extend(r.token_ids)
-            if len(ids) >= 4 and not counted:
-                counted = True
-                started.release()
-            if r.finish_reason:
-                results[i] = (ids, r.finish_reason)
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
-    for t in threads:
-        t.start()
-    return threads
 
 
 def three_streams_on_a_then_b(server, grpc_modules, cluster):

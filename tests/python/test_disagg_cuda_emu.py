@@ -16,6 +16,7 @@ must be exact is the KV: the same disaggregated run over the nccl transport
 (GPU to GPU) and over the tcp transport (through host memory) gives the same
 tokens, because the emulator's arithmetic is the same however it is batched.
 """
+import concurrent.futures
 import os
 import pathlib
 import threading
@@ -23,8 +24,9 @@ import time
 
 import pytest
 
-from cluster import Cluster, scrape
+from cluster import Cluster, scrape, stream_all
 from conftest import binary
+from prompts import PROMPTS as SHORT_PROMPTS
 
 SENTENCES = [
     "The river ran past the old mill where the children used to play in summer.",
@@ -136,3 +138,58 @@ def test_a_killed_prefill_worker_falls_back_and_a_restarted_one_sets_up_a_new_pa
     assert c.generate(PROMPTS[0], 6)[1].usage.completion_tokens == 6, c.logs()
     assert metric(c, "D", "tokenfab_worker_remote_prefills_total", result="ok") == 1, c.logs()
     assert metric(c, "P", "tokenfab_worker_kv_exports_total") == 1
+
+
+def test_two_prefill_two_decode_gpu_workers_under_64_concurrent_mixed_requests(cluster):
+    env = emulator_env()
+    c = cluster("--disagg-threshold", "24")
+    for w, role in [("P0", "prefill"), ("P1", "prefill"), ("D0", "decode"), ("D1", "decode")]:
+        c.start_worker(w, role, *GPU, env=env)
+    # Odd ones long enough to prefill remotely, even ones short.
+    prompts = [PROMPTS[i % 4] + f" Part {i}." if i % 2 else SHORT_PROMPTS[i % len(SHORT_PROMPTS)]
+               for i in range(64)]
+    with concurrent.futures.ThreadPoolExecutor(64) as pool:
+        results = list(pool.map(lambda p: c.generate(p, 8), prompts))
+    for ids, final in results:
+        assert final is not None and len(ids) == 8, c.logs()
+    m = c.metrics()
+    remote = m['tokenfab_router_prefill_decisions_total{decision="remote",reason="above_threshold"}']
+    local = sum(v for k, v in m.items()
+                if k.startswith("tokenfab_router_prefill_decisions_total") and 'decision="local"' in k)
+    assert remote > 0 and local > 0 and remote + local == 64, m
+    ok = sum(metric(c, d, "tokenfab_worker_remote_prefills_total", result="ok") for d in ("D0", "D1"))
+    exports = sum(metric(c, p, "tokenfab_worker_kv_exports_total") for p in ("P0", "P1"))
+    assert ok == exports == remote, c.logs()
+    received = sum(metric(c, d, "tokenfab_worker_kv_transfer_bytes_total", direction="received")
+                   for d in ("D0", "D1"))
+    sent = sum(metric(c, p, "tokenfab_worker_kv_transfer_bytes_total", direction="sent")
+               for p in ("P0", "P1"))
+    assert received == sent > 0, c.logs()
+
+
+def test_a_killed_gpu_decode_worker_migrates_its_streams_and_the_pair_to_the_other_works(cluster):
+    env = emulator_env()
+    c = cluster("--disagg-threshold", "16")
+    c.start_worker("P", "prefill", *GPU, env=env)
+    c.start_worker("D0", "decode", *GPU, env=env)
+    c.start_worker("D1", "decode", *GPU, env=env)
+    prompts = [p + f" Part {i}." for i, p in enumerate(PROMPTS)]
+    started = threading.Semaphore(0)
+    results = {}
+    threads = stream_all(c, prompts, 24, started, results)
+    for _ in prompts:
+        assert started.acquire(timeout=120), c.logs()
+    busy = [w.worker_id for w in c.list_workers() if w.active_requests > 0 and w.worker_id != "P"]
+    assert busy, c.logs()
+    c.workers[busy[0]].kill9()  # with it, its NCCL communicator with P
+    for t in threads:
+        t.join(timeout=300)
+    for i in range(len(prompts)):
+        assert i in results and len(results[i][0]) == 24, f"stream {i}:\n{c.logs()}"
+    assert c.metrics()["tokenfab_router_migrations_total"] >= 1
+    # The prefill worker still sends KV to the decode worker that is left.
+    survivor = "D1" if busy[0] == "D0" else "D0"
+    before = metric(c, survivor, "tokenfab_worker_remote_prefills_total", result="ok")
+    fresh = "Story 77. " + SENTENCES[2] + " " + SENTENCES[0]  # no cached prefix anywhere
+    assert c.generate(fresh, 4)[1].usage.completion_tokens == 4, c.logs()
+    assert metric(c, survivor, "tokenfab_worker_remote_prefills_total", result="ok") == before + 1
