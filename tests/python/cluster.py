@@ -1,6 +1,7 @@
 """Multi-process clusters on loopback for the disaggregation tests: a real
 `tokenfab router` and real `tokenfab worker` processes, with helpers to
 read Prometheus metrics and drive the router's admin API."""
+import concurrent.futures
 import os
 import pathlib
 import re
@@ -150,3 +151,17 @@ def stream_all(c, prompts, max_tokens, started, results):
     for t in threads:
         t.start()
     return threads
+
+
+def run_concurrently(c, prompts, max_tokens):
+    """All prompts at once, greedy; checks each finished with `max_tokens`
+    tokens and returns the router's (remote, local) prefill decisions."""
+    with concurrent.futures.ThreadPoolExecutor(len(prompts)) as pool:
+        results = list(pool.map(lambda p: c.generate(p, max_tokens), prompts))
+    for ids, final in results:
+        assert final is not None and len(ids) == max_tokens, c.logs()
+    m = c.metrics()
+    remote = m['tokenfab_router_prefill_decisions_total{decision="remote",reason="above_threshold"}']
+    local = sum(v for k, v in m.items()
+                if k.startswith("tokenfab_router_prefill_decisions_total") and 'decision="local"' in k)
+    return remote, local

@@ -12,7 +12,7 @@ import urllib.request
 import grpc
 import pytest
 
-from cluster import Cluster, stream_all
+from cluster import Cluster, run_concurrently, stream_all
 from conftest import Server
 from prompts import PROMPTS
 
@@ -81,17 +81,9 @@ def test_two_prefill_two_decode_workers_under_64_concurrent_mixed_requests(clust
     for w, role in [("P0", "prefill"), ("P1", "prefill"), ("D0", "decode"), ("D1", "decode")]:
         c.start_worker(w, role)
     prompts = [long_prompt(i, 3) if i % 2 else PROMPTS[i % len(PROMPTS)] for i in range(64)]
-    with concurrent.futures.ThreadPoolExecutor(64) as pool:
-        results = list(pool.map(lambda p: c.generate(p, 8), prompts))
-    for ids, final in results:
-        assert final is not None and len(ids) == 8, c.logs()
-    m = c.metrics()
-    remote = m['tokenfab_router_prefill_decisions_total{decision="remote",reason="above_threshold"}']
-    local = sum(v for k, v in m.items()
-                if k.startswith("tokenfab_router_prefill_decisions_total") and 'decision="local"' in k)
-    assert remote > 0 and local > 0, m
-    assert remote + local == 64
-    assert m["tokenfab_router_kv_transfer_bytes_total"] > 0 or time.sleep(0.5) or \
+    remote, local = run_concurrently(c, prompts, 8)
+    assert remote > 0 and local > 0 and remote + local == 64, c.metrics()
+    assert c.metrics()["tokenfab_router_kv_transfer_bytes_total"] > 0 or time.sleep(0.5) or \
         c.metrics()["tokenfab_router_kv_transfer_bytes_total"] > 0
     assert sum(c.worker_metric(d, 'tokenfab_worker_kv_transfer_bytes_total{direction="received"}')
                for d in ("D0", "D1")) > 0

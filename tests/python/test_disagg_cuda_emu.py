@@ -16,7 +16,6 @@ must be exact is the KV: the same disaggregated run over the nccl transport
 (GPU to GPU) and over the tcp transport (through host memory) gives the same
 tokens, because the emulator's arithmetic is the same however it is batched.
 """
-import concurrent.futures
 import os
 import pathlib
 import threading
@@ -24,7 +23,7 @@ import time
 
 import pytest
 
-from cluster import Cluster, scrape, stream_all
+from cluster import Cluster, run_concurrently, scrape, stream_all
 from conftest import binary
 from prompts import PROMPTS as SHORT_PROMPTS
 
@@ -148,15 +147,8 @@ def test_two_prefill_two_decode_gpu_workers_under_64_concurrent_mixed_requests(c
     # Odd ones long enough to prefill remotely, even ones short.
     prompts = [PROMPTS[i % 4] + f" Part {i}." if i % 2 else SHORT_PROMPTS[i % len(SHORT_PROMPTS)]
                for i in range(64)]
-    with concurrent.futures.ThreadPoolExecutor(64) as pool:
-        results = list(pool.map(lambda p: c.generate(p, 8), prompts))
-    for ids, final in results:
-        assert final is not None and len(ids) == 8, c.logs()
-    m = c.metrics()
-    remote = m['tokenfab_router_prefill_decisions_total{decision="remote",reason="above_threshold"}']
-    local = sum(v for k, v in m.items()
-                if k.startswith("tokenfab_router_prefill_decisions_total") and 'decision="local"' in k)
-    assert remote > 0 and local > 0 and remote + local == 64, m
+    remote, local = run_concurrently(c, prompts, 8)
+    assert remote > 0 and local > 0 and remote + local == 64, c.metrics()
     ok = sum(metric(c, d, "tokenfab_worker_remote_prefills_total", result="ok") for d in ("D0", "D1"))
     exports = sum(metric(c, p, "tokenfab_worker_kv_exports_total") for p in ("P0", "P1"))
     assert ok == exports == remote, c.logs()
