@@ -8,6 +8,9 @@
 #include <sys/mman.h>
 
 #include <boost/context/fiber.hpp>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -88,10 +91,39 @@ class StackPool {
   std::vector<char*> free_;
 };
 
-// Boost.Context's StackAllocator, over the thread's pool.
+// Where a context's stack lies, for AddressSanitizer, which must be told of
+// every switch between stacks (__sanitizer_start/finish_switch_fiber)
+// or it misreads the frames of the stack it did not expect.
+struct StackSpan {
+  const void* bottom = nullptr;
+  size_t size = 0;
+};
+
+// Before control leaves the running context for one on `to`'s stack;
+// `save` keeps the running context's state (null: it ends for good).
+void LeaveFor(void** save, const StackSpan& to) {
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_start_switch_fiber(save, to.bottom, to.size);
+#endif
+}
+// Once control is back in a context: the state its LeaveFor saved; `from`
+// gets the stack control came from.
+void Arrive(void* saved, StackSpan* from) {
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_finish_switch_fiber(saved, &from->bottom, &from->size);
+#endif
+}
+
+// Boost.Context's StackAllocator, over the thread's pool; records where
+// the stack is.
 struct PooledStack {
   StackPool* pool;
-  bctx::stack_context allocate() { return pool->Allocate(); }
+  StackSpan* span;
+  bctx::stack_context allocate() {
+    bctx::stack_context sc = pool->Allocate();
+    *span = {static_cast<char*>(sc.sp) - sc.size, sc.size};
+    return sc;
+  }
   void deallocate(bctx::stack_context& sc) { pool->Deallocate(sc); }
 };
 
@@ -104,6 +136,8 @@ struct Thread {
   State state = State::kRunnable;
   uint32_t exchanges = 0;  // which of the warp's two slot arrays is next
   bctx::fiber fiber;       // the thread, while suspended
+  StackSpan stack;
+  void* sanitizer_state = nullptr;
 };
 
 struct Warp {
@@ -123,7 +157,10 @@ struct Block {
   std::vector<Thread> threads;
   std::vector<Warp> warps;
   std::deque<int> runnable;
-  bctx::fiber scheduler;  // while a thread runs
+  bctx::fiber scheduler;      // while a thread runs
+  StackSpan scheduler_stack;  // known once the first thread has started
+  bool scheduler_known = false;
+  void* scheduler_state = nullptr;
   int live = 0;
   int arrived = 0;  // at __syncthreads
   void* shared = nullptr;
@@ -148,25 +185,33 @@ std::string Where(const Thread& t) {
 
 // Where control goes next: the next runnable thread (made current), or the
 // scheduler when none can run or the block failed.
-bctx::fiber& NextContext(Block& b) {
+struct Next {
+  bctx::fiber* fiber;
+  const StackSpan* stack;
+};
+Next NextContext(Block& b) {
   if (b.error.empty() && !b.runnable.empty()) {
     Thread& next = b.threads[b.runnable.front()];
     b.runnable.pop_front();
     t_thread = &next;
     t_thread_idx = next.idx;
-    return next.fiber;
+    return {&next.fiber, &next.stack};
   }
   t_thread = nullptr;
-  return b.scheduler;
+  return {&b.scheduler, &b.scheduler_stack};
 }
 
 // Suspends the running thread `t` (already marked as waiting) until a
 // release queues it again.
 void Wait(Block& b, Thread& t) {
-  std::move(NextContext(b)).resume_with([&t](bctx::fiber&& self) {
+  const Next next = NextContext(b);
+  LeaveFor(&t.sanitizer_state, *next.stack);
+  std::move(*next.fiber).resume_with([&t](bctx::fiber&& self) {
     t.fiber = std::move(self);
     return bctx::fiber();
   });
+  StackSpan from;
+  Arrive(t.sanitizer_state, &from);
 }
 
 // Misuse inside a kernel: the block stops here (its fibers are unwound).
@@ -233,18 +278,30 @@ std::string Deadlock(const Block& b) {
 void RunBlock(Block& b, const std::function<void()>& body, StackPool& pool) {
   t_block = &b;
   for (size_t i = 0; i < b.threads.size(); ++i) {
-    b.threads[i].fiber =
-        bctx::fiber(std::allocator_arg, PooledStack{&pool}, [&b, i, &body](bctx::fiber&&) {
+    b.threads[i].fiber = bctx::fiber(
+        std::allocator_arg, PooledStack{&pool, &b.threads[i].stack}, [&b, i, &body](bctx::fiber&&) {
+          StackSpan from;
+          Arrive(nullptr, &from);
+          if (!b.scheduler_known) {  // the first thread is started by the scheduler
+            b.scheduler_stack = from;
+            b.scheduler_known = true;
+          }
           body();
           Exit(b, b.threads[i]);
-          return std::move(NextContext(b));
+          const Next next = NextContext(b);
+          LeaveFor(nullptr, *next.stack);
+          return std::move(*next.fiber);
         });
     b.runnable.push_back(static_cast<int>(i));
   }
-  std::move(NextContext(b)).resume_with([&b](bctx::fiber&& scheduler) {
+  const Next first = NextContext(b);
+  LeaveFor(&b.scheduler_state, *first.stack);
+  std::move(*first.fiber).resume_with([&b](bctx::fiber&& scheduler) {
     b.scheduler = std::move(scheduler);
     return bctx::fiber();
   });
+  StackSpan from;
+  Arrive(b.scheduler_state, &from);
   // No thread can run any more.
   if (b.error.empty() && b.live > 0) b.error = Deadlock(b);
   t_thread = nullptr;
