@@ -9,7 +9,6 @@
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "server/loadgen/report.h"
-#include "worker/engine/cpu_backend.h"
 #include "worker/engine/engine.h"
 #include "worker/engine_energy.h"
 
@@ -76,14 +75,14 @@ absl::StatusOr<Profile> MeasureProfile(const LoadedModel& model, const ProfilerO
     }
   }
   for (int32_t b : o.decode_batches) {
-    if (b < 1 || b > o.scheduler.max_num_seqs) {
+    if (b < 1 || b > o.backend.scheduler.max_num_seqs) {
       return absl::InvalidArgumentError(StrCat("decode batch ", b,
                                                " must be between 1 and --max-num-seqs (",
-                                               o.scheduler.max_num_seqs, ")"));
+                                               o.backend.scheduler.max_num_seqs, ")"));
     }
   }
-  ASSIGN_OR_RETURN(const int32_t blocks,
-                   KvCache::BlocksIn(model.config, o.kv_dtype, o.kv_cache_mb));
+  ASSIGN_OR_RETURN(DeviceBackend backend, MakeDeviceBackend(model, o.backend));
+  const int32_t blocks = backend.backend->num_kv_blocks();
   const int32_t block_size = 16;
   const int32_t max_batch = *std::max_element(o.decode_batches.begin(), o.decode_batches.end());
   const int32_t max_context = *std::max_element(o.decode_contexts.begin(), o.decode_contexts.end());
@@ -94,20 +93,14 @@ absl::StatusOr<Profile> MeasureProfile(const LoadedModel& model, const ProfilerO
     return absl::InvalidArgumentError(StrCat("the largest decode point needs about ", needed,
                                              " KV blocks; --kv-cache-mb gives ", blocks));
   }
-  CpuBackendOptions bo;
-  bo.threads = o.threads;
-  bo.kv_dtype = o.kv_dtype;
-  bo.num_kv_blocks = blocks;
-  ASSIGN_OR_RETURN(std::unique_ptr<CpuBackend> backend,
-                   CpuBackend::Create(model.config, model.weights, bo));
   auto tap = std::make_shared<StepTap>();
   EngineOptions eo;
-  eo.scheduler = o.scheduler;
+  eo.scheduler = o.backend.scheduler;
   eo.on_step = [tap](const StepRecord& r) {
     absl::MutexLock lock(&tap->mu);
     if (r.prefill_tokens == 0 && r.sequences == tap->batch) tap->seconds.push_back(r.seconds);
   };
-  Engine engine(backend.get(), eo);
+  Engine engine(backend.backend.get(), eo);
   std::string fallback;
   ASSIGN_OR_RETURN(std::unique_ptr<EnergyMonitor> energy,
                    StartEnergyMonitor(engine, o.power, 1, &fallback));
@@ -117,14 +110,17 @@ absl::StatusOr<Profile> MeasureProfile(const LoadedModel& model, const ProfilerO
   p.architecture = model.config.arch_name;
   p.device = o.power.device;
   const loadgen::MachineInfo machine = loadgen::ReadMachineInfo();
-  p.hardware = StrCat(machine.cpu, ", ", o.threads, " of ", machine.hardware_threads, " threads");
+  p.hardware = o.backend.device == "cpu"
+                   ? StrCat(machine.cpu, ", ", o.backend.threads, " of ",
+                            machine.hardware_threads, " threads")
+                   : backend.description;
   p.power_source = std::string(energy->meter().source());
   p.measured_at = loadgen::UtcNow();
-  p.threads = o.threads;
+  p.threads = o.backend.threads;
   p.block_size = block_size;
   p.kv_blocks = blocks;
-  p.max_num_seqs = o.scheduler.max_num_seqs;
-  p.max_batched_tokens = o.scheduler.max_batched_tokens;
+  p.max_num_seqs = o.backend.scheduler.max_num_seqs;
+  p.max_batched_tokens = o.backend.scheduler.max_batched_tokens;
   {
     Window idle(*energy);
     std::this_thread::sleep_for(std::chrono::milliseconds(500));

@@ -17,8 +17,7 @@
 
 #include "absl/status/statusor.h"
 #include "scheduler/profile.h"
-#include "worker/engine/batch_scheduler.h"
-#include "worker/kernels/attention.h"
+#include "worker/engine/backend_factory.h"
 #include "worker/model_loader.h"
 #include "worker/power/power_meter.h"
 
@@ -30,10 +29,8 @@ struct ProfilerOptions {
   std::vector<int32_t> decode_contexts = {128, 512, 1024};
   int32_t decode_steps = 8;  // pure decode steps measured per point
   int32_t repeats = 3;
-  int32_t threads = 1;
-  int32_t kv_cache_mb = 1024;
-  KvDType kv_dtype = KvDType::kF16;
-  SchedulerOptions scheduler;
+  // The worker's device (cpu or cuda:N), threads, KV cache and batch limits.
+  DeviceBackendOptions backend;
   PowerOptions power;
   std::string model_id;
   // Called after each point with a line saying what was measured.

@@ -10,7 +10,7 @@
 #include "server/health.h"
 #include "server/sim_cost_model.h"
 #include "server/worker_stubs.h"
-#include "worker/engine/cpu_backend.h"
+#include "worker/engine/backend_factory.h"
 #include "worker/engine/cuda_module.h"
 #include "worker/engine/sim_backend.h"
 #include "worker/engine_energy.h"
@@ -123,25 +123,19 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
     ASSIGN_OR_RETURN(auto backend, SimBackend::Create(model.config, std::move(so)));
     sim = backend.get();
     node->backend_ = std::move(backend);
-  } else if (o.backend == "cuda") {
-    CudaBackendOptions co;
-    ASSIGN_OR_RETURN(co.device, ParseCudaDevice(o.device));
-    co.kv_cache_mb = o.kv_cache_mb_given ? o.kv_cache_mb : 0;
-    co.gpu_memory_fraction = o.gpu_memory_fraction;
-    co.max_batched_tokens = o.scheduler.max_batched_tokens;
-    co.max_num_seqs = o.scheduler.max_num_seqs;
-    co.cuda_graphs = o.cuda_graphs;
-    ASSIGN_OR_RETURN(CudaBackendHandle cuda, CreateCudaBackend(model.config, model.weights, co));
-    std::fprintf(stderr, "tokenfab worker: %s\n", cuda.description.c_str());
-    node->backend_ = std::move(cuda.backend);
   } else {
-    ASSIGN_OR_RETURN(const int32_t blocks,
-                     KvCache::BlocksIn(model.config, o.kv_dtype, o.kv_cache_mb));
-    CpuBackendOptions bo;
+    DeviceBackendOptions bo;
+    bo.device = o.device;
     bo.threads = o.threads;
     bo.kv_dtype = o.kv_dtype;
-    bo.num_kv_blocks = blocks;
-    ASSIGN_OR_RETURN(node->backend_, CpuBackend::Create(model.config, model.weights, bo));
+    bo.kv_cache_mb = o.kv_cache_mb;
+    bo.kv_cache_mb_given = o.kv_cache_mb_given;
+    bo.gpu_memory_fraction = o.gpu_memory_fraction;
+    bo.cuda_graphs = o.cuda_graphs;
+    bo.scheduler = o.scheduler;
+    ASSIGN_OR_RETURN(DeviceBackend made, MakeDeviceBackend(model, bo));
+    if (o.backend == "cuda") std::fprintf(stderr, "tokenfab worker: %s\n", made.description.c_str());
+    node->backend_ = std::move(made.backend);
   }
   const int32_t blocks = node->backend_->num_kv_blocks();
 

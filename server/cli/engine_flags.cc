@@ -7,11 +7,19 @@
 
 #include "common/status_macros.h"
 #include "common/strings.h"
+#include "worker/engine/cuda_module.h"
 
 namespace tokenfab {
 
 void AddEngineFlags(FlagSet& flags, EngineFlags* f, int32_t default_threads) {
   f->threads = default_threads;
+  flags.AddString("device", &f->device,
+                  "cpu (default) or cuda:N: the CUDA backend on GPU N (bf16 weights and KV cache)");
+  flags.AddFloat("gpu-memory-fraction", &f->gpu_memory_fraction,
+                 "on a GPU, the share of its memory for weights, activations and the KV cache "
+                 "(default 0.9; --kv-cache-mb overrides the KV part)");
+  flags.AddBool("enforce-eager", &f->enforce_eager,
+                "on a GPU, run every step eagerly instead of replaying CUDA graphs for decode");
   flags.AddInt("threads", &f->threads, StrCat("engine threads (default ", default_threads, ")"));
   flags.AddInt("kv-cache-mb", &f->kv_cache_mb, "memory for the KV cache in MiB (default 1024)");
   flags.AddString("kv-cache-type", &f->kv_cache_type, "f16 (default) or f32");
@@ -31,6 +39,11 @@ absl::Status CheckRange(std::string_view name, int64_t v, int64_t lo, int64_t hi
 }
 
 absl::Status CheckEngineFlags(const EngineFlags& f) {
+  if (f.device != "cpu") RETURN_IF_ERROR(ParseCudaDevice(f.device).status());
+  if (!(f.gpu_memory_fraction > 0 && f.gpu_memory_fraction <= 1)) {
+    return absl::InvalidArgumentError(
+        StrCat("--gpu-memory-fraction must be in (0, 1], got ", f.gpu_memory_fraction));
+  }
   RETURN_IF_ERROR(CheckRange("threads", f.threads, 1, 1024));
   RETURN_IF_ERROR(CheckRange("kv-cache-mb", f.kv_cache_mb, 1, 1 << 22));
   RETURN_IF_ERROR(CheckRange("max-num-seqs", f.max_num_seqs, 1, 4096));
@@ -41,6 +54,19 @@ absl::Status CheckEngineFlags(const EngineFlags& f) {
         StrCat("--kv-cache-type must be f16 or f32, got '", f.kv_cache_type, "'"));
   }
   return absl::OkStatus();
+}
+
+DeviceBackendOptions EngineFlags::backend(bool kv_cache_mb_given) const {
+  DeviceBackendOptions o;
+  o.device = device;
+  o.threads = threads;
+  o.kv_dtype = kv_dtype();
+  o.kv_cache_mb = kv_cache_mb;
+  o.kv_cache_mb_given = kv_cache_mb_given;
+  o.gpu_memory_fraction = gpu_memory_fraction;
+  o.cuda_graphs = !enforce_eager;
+  o.scheduler = scheduler();
+  return o;
 }
 
 std::string DefaultModelPath() {

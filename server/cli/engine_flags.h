@@ -1,6 +1,6 @@
-// Flags shared by the commands that run engines (serve, worker): threads,
-// KV cache size and type, batch limits. Declared, checked and converted in
-// one place.
+// Flags shared by the commands that run engines (serve, worker): device,
+// threads, KV cache size and type, batch limits. Declared, checked and
+// converted in one place.
 #ifndef TOKENFAB_SERVER_CLI_ENGINE_FLAGS_H_
 #define TOKENFAB_SERVER_CLI_ENGINE_FLAGS_H_
 
@@ -12,12 +12,16 @@
 
 #include "absl/status/status.h"
 #include "server/cli/flags.h"
+#include "worker/engine/backend_factory.h"
 #include "worker/engine/batch_scheduler.h"
 #include "worker/kernels/attention.h"
 
 namespace tokenfab {
 
 struct EngineFlags {
+  std::string device = "cpu";  // or cuda:N
+  float gpu_memory_fraction = 0.9f;
+  bool enforce_eager = false;
   int32_t threads;  // default set by AddEngineFlags
   int32_t kv_cache_mb = 1024;
   std::string kv_cache_type = "f16";
@@ -27,6 +31,9 @@ struct EngineFlags {
 
   KvDType kv_dtype() const { return kv_cache_type == "f32" ? KvDType::kF32 : KvDType::kF16; }
   SchedulerOptions scheduler() const { return {max_num_seqs, max_batched_tokens, max_queue}; }
+  // `kv_cache_mb_given`: --kv-cache-mb was on the command line (on a GPU
+  // the cache otherwise takes what --gpu-memory-fraction leaves).
+  DeviceBackendOptions backend(bool kv_cache_mb_given) const;
 };
 
 void AddEngineFlags(FlagSet& flags, EngineFlags* f, int32_t default_threads);

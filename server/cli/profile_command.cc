@@ -26,7 +26,7 @@ namespace {
 }  // namespace
 
 int RunProfile(const std::vector<std::string>& args) {
-  std::string model_path, model_id, out, device = "cpu";
+  std::string model_path, model_id, out;
   std::string prefill = "32,128,512,1024", batches = "1,2,4,8,16,32", contexts = "128,512,1024";
   int32_t steps = 8, repeats = 3;
   EngineFlags engine;
@@ -39,7 +39,6 @@ int RunProfile(const std::vector<std::string>& args) {
   flags.AddString("model-id", &model_id,
                   "the model's name in the profile (default: the file name)");
   flags.AddString("out", &out, "where to write the profile (JSON)", true);
-  flags.AddString("device", &device, "cpu (default); cuda:N once the CUDA backend exists");
   flags.AddString("prefill-lengths", &prefill, "prompt lengths to time (default 32,128,512,1024)");
   flags.AddString("decode-batches", &batches, "decode batch sizes (default 1,2,4,8,16,32)");
   flags.AddString("decode-contexts", &contexts, "decode context lengths (default 128,512,1024)");
@@ -63,10 +62,6 @@ int RunProfile(const std::vector<std::string>& args) {
   if (check.ok()) check = CheckPowerFlags(power);
   if (check.ok()) check = CheckRange("decode-steps", steps, 1, 10000);
   if (check.ok()) check = CheckRange("repeats", repeats, 1, 100);
-  if (check.ok() && device != "cpu") {
-    check = absl::UnimplementedError(
-        StrCat("--device ", device, ": this build has no CUDA backend yet; use --device cpu"));
-  }
   if (!check.ok()) return usage(check);
   if (model_path.empty()) model_path = DefaultModelPath();
   o.prefill_lengths = *p;
@@ -74,11 +69,8 @@ int RunProfile(const std::vector<std::string>& args) {
   o.decode_contexts = *c;
   o.decode_steps = steps;
   o.repeats = repeats;
-  o.threads = engine.threads;
-  o.kv_cache_mb = engine.kv_cache_mb;
-  o.kv_dtype = engine.kv_dtype();
-  o.scheduler = engine.scheduler();
-  o.power = power.options(device);
+  o.backend = engine.backend(flags.WasGiven("kv-cache-mb"));
+  o.power = power.options(engine.device);
   o.model_id = ModelIdFor(model_path, model_id);
   o.progress = [](const std::string& line) {
     std::fprintf(stderr, "tokenfab profile: %s\n", line.c_str());

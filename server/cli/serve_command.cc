@@ -1,6 +1,7 @@
 // tokenfab serve: a router and its workers in one process. gRPC (tokenfab.v1
 // Generation, health, reflection), the OpenAI-compatible HTTP API and
-// Prometheus metrics over the CPU engine with continuous batching.
+// Prometheus metrics over the CPU engine (or, with --device cuda:N, the CUDA
+// backend on one GPU) with continuous batching.
 //
 // --workers 0 (the default) binds the router straight to one engine in the
 // process. --workers N starts N workers that attach to the router over
@@ -31,45 +32,48 @@
 #include "server/router.h"
 #include "server/router_node.h"
 #include "server/worker_node.h"
-#include "worker/engine/cpu_backend.h"
+#include "worker/engine/backend_factory.h"
 #include "worker/engine/engine.h"
 #include "worker/model_loader.h"
 
 namespace tokenfab {
 namespace {
 
-// One engine bound directly to the router (no internal network hop).
-int ServeDirect(const LoadedModel& model, const EngineFlags& e, const PowerFlags& power,
-                const FrontendOptions& fo, const std::string& model_id,
+// One engine bound directly to the router (no internal network hop), on
+// the CPU or one GPU.
+int ServeDirect(const LoadedModel& model, const EngineFlags& e, bool kv_cache_mb_given,
+                const PowerFlags& power, const FrontendOptions& fo, const std::string& model_id,
                 const std::string& model_path, const sigset_t& signals) {
-  auto blocks = KvCache::BlocksIn(model.config, e.kv_dtype(), e.kv_cache_mb);
-  if (!blocks.ok()) return ReportError("serve", blocks.status());
-  CpuBackendOptions bo;
-  bo.threads = e.threads;
-  bo.kv_dtype = e.kv_dtype();
-  bo.num_kv_blocks = *blocks;
-  auto backend = CpuBackend::Create(model.config, model.weights, bo);
-  if (!backend.ok()) return ReportError("serve", backend.status());
+  auto made = MakeDeviceBackend(model, e.backend(kv_cache_mb_given));
+  if (!made.ok()) return ReportError("serve", made.status());
+  Backend* backend = made->backend.get();
   auto registry = std::make_shared<prometheus::Registry>();
   StepMetrics steps(*registry);
   RequestMetrics requests(*registry);
+  const std::string backend_name(backend->name());
   auto engine = std::make_unique<Engine>(
-      backend->get(), EngineOptions{.scheduler = e.scheduler(), .on_step = steps.ForWorker("")});
+      backend, EngineOptions{.scheduler = e.scheduler(),
+                             .on_step = steps.ForWorker("", backend_name)});
   std::string power_fallback;
-  auto energy = StartEnergyMonitor(*engine, power.options("cpu"), 1, &power_fallback);
+  auto energy = StartEnergyMonitor(*engine, power.options(e.device), 1, &power_fallback);
   if (!energy.ok()) return ReportError("serve", energy.status());
   InProcessWorker worker(engine.get());
   Router router(model, &worker, {.model_id = model_id, .metrics = &requests});
-  WorkerSource source{.engine = engine.get(), .energy = energy->get(), .model = model_id};
+  WorkerSource source{.engine = engine.get(),
+                      .energy = energy->get(),
+                      .model = model_id,
+                      .device = e.device,
+                      .backend = backend_name};
   auto frontend = Frontend::Start(
       &router, fo, {std::make_shared<WorkerMetrics>(std::vector<WorkerSource>{source}), registry});
   if (!frontend.ok()) return ReportError("serve", frontend.status());
   PrintPowerSource("serve", (*energy)->meter(), power_fallback);
   std::fprintf(
       stderr,
-      "tokenfab serve: model %s (%s, context %d), %d KV blocks of 16 tokens, %d threads\n"
+      "tokenfab serve: model %s (%s, context %d) on %s\n"
       "tokenfab serve: gRPC on %s:%d, HTTP on http://%s:%d, metrics on http://%s:%d/metrics\n",
-      model_id.c_str(), model_path.c_str(), model.config.context_length, *blocks, e.threads,
+      model_id.c_str(), model_path.c_str(), model.config.context_length,
+      made->description.c_str(),
       fo.host.c_str(), (*frontend)->grpc_port(), fo.host.c_str(), (*frontend)->http_port(),
       fo.host.c_str(), (*frontend)->metrics_port());
   std::fflush(stderr);
@@ -128,6 +132,11 @@ int RunServe(const std::vector<std::string>& args) {
     check = CheckRange("prefill-workers", prefill_workers, 0, std::max(0, workers - 1));
   if (check.ok()) check = FinishRoutingFlags(&ro.routing, worker_timeout_ms, max_prefill_queue);
   if (check.ok()) check = FinishPlannerFlags(planner, &ro.planner_profile, &ro.planner);
+  if (check.ok() && engine.device != "cpu" && workers > 0) {
+    check = absl::InvalidArgumentError(
+        "--device cuda:N runs one engine on one GPU (--workers 0); for several GPUs start one "
+        "`tokenfab worker --device cuda:N` per GPU and a `tokenfab router`");
+  }
   if (check.ok() && ro.planner_profile && workers == 0) {
     check = absl::InvalidArgumentError("the planner places workers: use it with --workers N");
   }
@@ -141,7 +150,10 @@ int RunServe(const std::vector<std::string>& args) {
   const sigset_t signals = BlockTerminationSignals();
   auto model = LoadModel(model_path);
   if (!model.ok()) return ReportError("serve", model.status());
-  if (workers == 0) return ServeDirect(**model, engine, power, fo, id, model_path, signals);
+  if (workers == 0) {
+    return ServeDirect(**model, engine, flags.WasGiven("kv-cache-mb"), power, fo, id, model_path,
+                       signals);
+  }
 
   // Router and workers, over the same loopback paths as separate processes.
   ro.frontend = fo;

@@ -39,8 +39,6 @@ int RunWorker(const std::vector<std::string>& args) {
   EngineFlags engine;
   PowerFlags power;
   WorkerNodeOptions o;
-  float gpu_memory_fraction = 0.9f;
-  bool enforce_eager = false;
   FlagSet flags("worker", "Run a worker: load the model, attach to a router, serve its requests.");
   flags.AddString("router", &o.router,
                   "the router's internal address HOST:PORT (required); a comma-separated list, or a "
@@ -55,13 +53,6 @@ int RunWorker(const std::vector<std::string>& args) {
   flags.AddString("advertise-host", &o.advertise_host,
                   "host the router and other workers dial (default: the --listen host)");
   flags.AddString("id", &o.id, "worker id (default: its address)");
-  flags.AddString("device", &o.device,
-                  "cpu (default) or cuda:N: the CUDA backend on GPU N (bf16 weights and KV cache)");
-  flags.AddFloat("gpu-memory-fraction", &gpu_memory_fraction,
-                 "on a GPU, the share of its memory for weights, activations and the KV cache "
-                 "(default 0.9; --kv-cache-mb overrides the KV part)");
-  flags.AddBool("enforce-eager", &enforce_eager,
-                "on a GPU, run every step eagerly instead of replaying CUDA graphs for decode");
   flags.AddString("backend", &o.backend,
                   "cpu (default), or sim: the --profile's timing and power in place of the "
                   "forward pass, deterministic tokens, labelled backend=\"sim\"");
@@ -111,10 +102,11 @@ int RunWorker(const std::vector<std::string>& args) {
     ReportError("worker", absl::InvalidArgumentError("--profile is for --backend sim"));
     return kExitUsage;
   }
+  o.device = engine.device;
   if (o.device != "cpu" && o.backend == "cpu") o.backend = "cuda";
   o.kv_cache_mb_given = flags.WasGiven("kv-cache-mb");
-  o.gpu_memory_fraction = gpu_memory_fraction;
-  o.cuda_graphs = !enforce_eager;
+  o.gpu_memory_fraction = engine.gpu_memory_fraction;
+  o.cuda_graphs = !engine.enforce_eager;
   o.role = *parsed_role;
   o.threads = engine.threads;
   o.kv_cache_mb = engine.kv_cache_mb;

@@ -39,7 +39,8 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, *extra_args: str, model: str = str(DEFAULT_MODEL)):
+    def __init__(self, *extra_args: str, model: str = str(DEFAULT_MODEL), env: dict = None):
+        """`env`: the process's whole environment (default: this one's)."""
         if not os.path.exists(model):
             pytest.fail(f"{model} is missing: run scripts/setup")
         self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
@@ -47,7 +48,7 @@ class Server:
         args = [binary(), "serve", "--model", model, "--host", "127.0.0.1",
                 "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port),
                 "--metrics-port", str(self.metrics_port), "--threads", "2", *extra_args]
-        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         self.http_url = f"http://127.0.0.1:{self.http_port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"

@@ -200,6 +200,23 @@ TEST_F(CliTest, WorkerAndRouterRefuseBadFlagsWithOneLine) {
                      "--prefill-workers must be between 0 and 1");
 }
 
+// `serve --device cuda:N` is one engine on one GPU: the flags are checked
+// before the model loads, and without a GPU it says why in one line.
+TEST_F(CliTest, ServeOnAGpuRefusesWhatItCannotDoWithOneLine) {
+  ExpectOneLineError(Tokenfab({"serve", "--model", model_, "--device", "cuda:x"}),
+                     "--device must be cpu or cuda:N");
+  ExpectOneLineError(Tokenfab({"serve", "--model", model_, "--device", "cuda:0", "--workers", "2"}),
+                     "runs one engine on one GPU");
+  ExpectOneLineError(
+      Tokenfab({"serve", "--model", model_, "--device", "cuda:0", "--gpu-memory-fraction", "1.5"}),
+      "--gpu-memory-fraction must be in (0, 1]");
+  if (::access("/dev/nvidiactl", F_OK) != 0) {
+    ExpectOneLineError(Tokenfab({"serve", "--model", model_, "--device", "cuda:0", "--grpc-port",
+                                 "0", "--http-port", "0", "--metrics-port", "0"}),
+                       "cuda:");
+  }
+}
+
 // `tokenfab profile` measures SmolLM2 on this CPU: a profile the planner
 // can read, with figures that behave as compute does.
 TEST_F(CliTest, ProfileMeasuresTheModelOnThisMachine) {

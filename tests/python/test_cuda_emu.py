@@ -1,11 +1,11 @@
-"""Disaggregated serving on GPU workers, across real processes on loopback:
-`tokenfab router` with `tokenfab worker --device cuda:0 --transport nccl`,
-each worker on the CUDA emulator (tests/cuda_emu): the worker loads the
-emulator's build of the CUDA module (TOKENFAB_CUDA_MODULE) and NCCL
-(TOKENFAB_NCCL_LIBRARY), so the worker, the CUDA backend, the nccl KV
-transport and its communicators run exactly as on GPUs, with the kernels on
-the CPU. Every process's device 0 is its own emulated GPU; the NCCL
-stand-in joins them over loopback TCP.
+"""GPU workers across real processes on loopback, on the CUDA emulator
+(tests/cuda_emu): `tokenfab router` with `tokenfab worker --device cuda:0
+--transport nccl`, `tokenfab serve --device cuda:0` and `tokenfab profile
+--device cuda:0`. Each process loads the emulator's build of the CUDA module
+(TOKENFAB_CUDA_MODULE) and NCCL (TOKENFAB_NCCL_LIBRARY), so the worker, the
+CUDA backend, the nccl KV transport and its communicators run exactly as on
+GPUs, with the kernels on the CPU. Every process's device 0 is its own
+emulated GPU; the NCCL stand-in joins them over loopback TCP.
 
 The prefill worker computes the prompt but its last token; the decode
 worker computes that one itself. On the CUDA backend that last position goes
@@ -16,15 +16,19 @@ must be exact is the KV: the same disaggregated run over the nccl transport
 (GPU to GPU) and over the tcp transport (through host memory) gives the same
 tokens, because the emulator's arithmetic is the same however it is batched.
 """
+import json
 import os
 import pathlib
+import subprocess
 import threading
 import time
 
+import grpc
+import openai
 import pytest
 
 from cluster import Cluster, run_concurrently, scrape, stream_all
-from conftest import binary
+from conftest import DEFAULT_MODEL, Server, binary
 from prompts import PROMPTS as SHORT_PROMPTS
 
 SENTENCES = [
@@ -185,3 +189,49 @@ def test_a_killed_gpu_decode_worker_migrates_its_streams_and_the_pair_to_the_oth
     fresh = "Story 77. " + SENTENCES[2] + " " + SENTENCES[0]  # no cached prefix anywhere
     assert c.generate(fresh, 4)[1].usage.completion_tokens == 4, c.logs()
     assert metric(c, survivor, "tokenfab_worker_remote_prefills_total", result="ok") == before + 1
+
+
+def test_serve_on_a_gpu_answers_as_a_gpu_worker_behind_a_router(cluster, grpc_modules):
+    env = emulator_env()
+    c = cluster("--disagg-threshold", "0")
+    c.start_worker("A", "both", *GPU, env=env)
+    want = outputs(c, PROMPTS, 10)
+    s = Server("--device", "cuda:0", "--kv-cache-mb", "64", "--max-num-seqs", "8",
+               "--max-batched-tokens", "256", env=env)
+    try:
+        assert "tokenfab CUDA emulator 0" in s.output(), s.output()
+        pb2, pb2_grpc = grpc_modules
+        with grpc.insecure_channel(s.grpc_target) as ch:
+            stub = pb2_grpc.GenerationStub(ch)
+            got = []
+            for p in PROMPTS:
+                req = pb2.GenerateRequest(prompt=p, max_tokens=10, stop_at_eos=False,
+                                          sampling=pb2.SamplingParams(temperature=0))
+                got.append([t for r in stub.Generate(req, timeout=300) for t in r.token_ids])
+        assert got == want, s.output()
+        client = openai.OpenAI(base_url=s.http_url + "/v1", api_key="-")
+        text = client.completions.create(model=s.model_id, prompt=PROMPTS[0], max_tokens=4,
+                                         temperature=0).choices[0].text
+        assert text, s.output()
+        m = scrape(s.metrics_url)
+        info = [k for k in m if k.startswith("tokenfab_worker_info")]
+        assert info and 'device="cuda:0"' in info[0], info
+        assert any(k.startswith("tokenfab_worker_tokens_total") and 'backend="cuda"' in k
+                   for k in m), sorted(m)[:20]
+    finally:
+        assert s.stop() == 0, s.output()
+
+
+def test_profile_measures_a_gpu_worker(tmp_path):
+    env = emulator_env()
+    out = tmp_path / "profile.json"
+    r = subprocess.run([binary(), "profile", "--model", str(DEFAULT_MODEL), "--out", str(out),
+                        "--device", "cuda:0", "--kv-cache-mb", "64", "--prefill-lengths", "16,64",
+                        "--decode-batches", "1,4", "--decode-contexts", "32", "--decode-steps", "2",
+                        "--repeats", "1", "--power-source", "model"],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    p = json.loads(out.read_text())
+    assert p["device"] == "cuda:0"
+    assert "tokenfab CUDA emulator" in p["hardware"], p["hardware"]
+    assert len(p["prefill"]) == 2 and len(p["decode"]) == 2
