@@ -9,6 +9,7 @@
 
 #include <boost/context/fiber.hpp>
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #include <climits>
@@ -46,12 +47,16 @@ constexpr uint64_t kCanary = 0x7374616b63616e61ull;
 class StackPool {
  public:
   ~StackPool() {
-    for (void* r : regions_) munmap(r, kRegionBytes);
+    for (void* r : regions_) {
+      Unpoison(r, kRegionBytes);  // the range may become another thread's stack
+      munmap(r, kRegionBytes);
+    }
   }
   bctx::stack_context Allocate() {
     if (free_.empty()) Grow();
     char* base = free_.back();
     free_.pop_back();
+    Unpoison(base, kStackBytes);  // no redzones left from the stack's last fiber
     *reinterpret_cast<uint64_t*>(base) = kCanary;
     bctx::stack_context sc;
     sc.size = kStackBytes;
@@ -85,6 +90,14 @@ class StackPool {
     madvise(region, kRegionBytes, MADV_HUGEPAGE);
     regions_.push_back(region);
     for (size_t off = 0; off < kRegionBytes; off += kStackBytes) free_.push_back(region + off);
+  }
+
+  // AddressSanitizer's shadow of a stack region outlives the fibers that
+  // used it; cleared before the memory is used anew.
+  static void Unpoison(void* p, size_t bytes) {
+#if defined(__SANITIZE_ADDRESS__)
+    __asan_unpoison_memory_region(p, bytes);
+#endif
   }
 
   std::vector<void*> regions_;
