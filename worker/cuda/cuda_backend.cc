@@ -366,14 +366,20 @@ absl::Status CudaBackend::Forward(std::span<const SequenceStep> batch, StepResul
       slots[t + i] = s.block_table[pos / kKvBlock] * kKvBlock + pos % kKvBlock;
       table_offset[t + i] = p.table_entries;
     }
-    if (len == 1 || !prefill_kernel) {
-      for (int32_t i = 0; i < len; ++i) decode_rows[p.decode_rows++] = t + i;
-    } else {
-      for (int32_t i = 0; i < len; i += kPrefillTile) {
-        tiles_h_.get()[p.tiles++] = {t + i, std::min(kPrefillTile, len - i), s.start_position + i,
-                                     p.table_entries};
-      }
+    // Prompt positions through the prefill kernel and generated ones through
+    // the decode kernel, as one worker computing the request uninterrupted
+    // would (the kernels round differently); without prompt_end, a single
+    // token is a decode step.
+    const int32_t prompt_rows = !prefill_kernel ? 0
+                                : s.prompt_end >= 0
+                                    ? std::clamp(s.prompt_end - s.start_position, 0, len)
+                                : len == 1 ? 0
+                                           : len;
+    for (int32_t i = 0; i < prompt_rows; i += kPrefillTile) {
+      tiles_h_.get()[p.tiles++] = {t + i, std::min(kPrefillTile, prompt_rows - i),
+                                   s.start_position + i, p.table_entries};
     }
+    for (int32_t i = prompt_rows; i < len; ++i) decode_rows[p.decode_rows++] = t + i;
     if (s.logits != LogitsMode::kNone) {
       result->first_row[si] = p.logit_rows;
       const int32_t from = s.logits == LogitsMode::kAll ? 0 : len - 1;

@@ -50,6 +50,13 @@ struct SequenceStep {
   // may choose the token itself (StepResult::tokens) instead of returning
   // logits. Null: return logits.
   const DeviceSampling* sampling = nullptr;
+  // Where the request's generated tokens begin (its prompt's length), or -1
+  // when the caller does not say. A backend whose rounding depends on how a
+  // position is computed (the CUDA backend: its prefill and decode attention
+  // kernels differ) computes prompt positions one way and generated ones the
+  // other however the steps are cut, so that a prompt prefilled on another
+  // worker, or in chunks, ends as one step of the whole prompt would.
+  int32_t prompt_end = -1;
 };
 
 struct StepResult {

@@ -274,6 +274,7 @@ bool Engine::Step() {
     steps.push_back({std::span<const int32_t>(s->tokens).subspan(s->num_computed, p.num_tokens),
                      s->num_computed, s->block_table,
                      last ? LogitsMode::kLast : LogitsMode::kNone});
+    steps.back().prompt_end = s->prompt_len;
     if (last && backend_->samples_on_device() && s->request.logprobs() == 0) {
       device_sampling.push_back({ToSamplingOptions(s->request.sampling()), s->tokens,
                                  s->prompt_len, static_cast<uint64_t>(s->generated())});

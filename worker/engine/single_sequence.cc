@@ -44,6 +44,7 @@ absl::StatusOr<SingleSequenceResult> RunSingleSequence(
     const int32_t len = std::min(chunk, n_prompt - pos);
     SequenceStep s{prompt.subspan(pos, len), pos, block_table,
                    pos + len == n_prompt ? LogitsMode::kLast : LogitsMode::kNone};
+    s.prompt_end = n_prompt;
     RETURN_IF_ERROR(backend.Forward({&s, 1}, &step));
     pos += len;
   }
@@ -66,6 +67,7 @@ absl::StatusOr<SingleSequenceResult> RunSingleSequence(
     }
     const int32_t next[1] = {token};
     SequenceStep s{next, pos, block_table, LogitsMode::kLast};
+    s.prompt_end = n_prompt;
     RETURN_IF_ERROR(backend.Forward({&s, 1}, &step));
     ++pos;
   }

@@ -33,6 +33,15 @@ inline std::string NoGpuReason() {
   return "";
 }
 
+// Whether device 0 is the CUDA emulator's (tests/cuda_emu), whose
+// arithmetic does not depend on the batch: exact checks that a GPU cannot
+// promise hold there.
+inline bool OnEmulator() {
+  cudaDeviceProp p{};
+  return cudaGetDeviceProperties(&p, 0) == cudaSuccess &&
+         std::string(p.name).find("tokenfab CUDA emulator") != std::string::npos;
+}
+
 #define TOKENFAB_REQUIRE_GPU()                                                     \
   do {                                                                             \
     const std::string tokenfab_no_gpu_ = ::tokenfab::cuda::testing::NoGpuReason(); \
