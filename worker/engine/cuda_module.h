@@ -65,7 +65,7 @@ absl::StatusOr<std::unique_ptr<KvTransport>> CreateNcclTransport(
 
 // The module's C entry points; the version guards against a module from
 // another build (the structs above cross the boundary as they are).
-inline constexpr int32_t kCudaModuleAbi = 2;
+inline constexpr int32_t kCudaModuleAbi = 3;  // 3: SequenceStep::prompt_end
 struct CudaModuleCall {
   int32_t abi = kCudaModuleAbi;
   size_t config_size = sizeof(ModelConfig);
