@@ -261,9 +261,8 @@ def run_step(workers=64, rate=6.0, warmup_s=30.0, after_s=60.0, interval_s=3.0, 
     if len(during) < 4:
         raise RuntimeError("too few planner steps ran during the doubled load")
     # The steady decision for the doubled load: the median of each pool
-    # over its second half. A decision within 20% (at least one worker) of
-    # it in each pool counts as settled: Poisson arrivals counted over one
-    # interval move the observed rate by about that much.
+    # over its second half. The planner has settled at the first decision
+    # within 20% (at least one worker) of it in each pool.
     second = during[len(during) // 2:]
     def median(xs):
         xs = sorted(xs)
@@ -271,18 +270,24 @@ def run_step(workers=64, rate=6.0, warmup_s=30.0, after_s=60.0, interval_s=3.0, 
     target = (median([d["decision"]["prefill_workers"] for _, _, d in second]),
               median([d["decision"]["decode_workers"] for _, _, d in second]))
 
-    def in_band(doc):
+    def within(doc, share):
         p, d = doc["decision"]["prefill_workers"], doc["decision"]["decode_workers"]
-        return abs(p - target[0]) <= max(1, round(0.2 * target[0])) and \
-            abs(d - target[1]) <= max(1, round(0.2 * target[1]))
+        return abs(p - target[0]) <= max(1, round(share * target[0])) and \
+            abs(d - target[1]) <= max(1, round(share * target[1]))
 
-    settled_index = next((i for i, (_, _, d) in enumerate(during) if in_band(d)), None)
+    settled_index = next((i for i, (_, _, d) in enumerate(during) if within(d, 0.2)), None)
     if settled_index is None:
         raise RuntimeError(f"the planner never reached its steady decision {target}")
     settled_step, settled_time = during[settled_index][0], during[settled_index][1]
     intervals_to_settle = settled_index + 1  # the first step after the doubling is interval 1
+    # Whether it stayed there is judged against what the load itself does:
+    # Poisson arrivals counted over one interval stray from the rate by
+    # 1 / sqrt(rate * interval) (17% at 12 requests/s over 3 s), and a
+    # planner that follows the load moves with them. A later decision
+    # within two of those of the steady one counts as staying.
+    noise = 1 / (2 * rate * interval_s) ** 0.5
     rest = during[settled_index:]
-    in_band_share = sum(1 for _, _, d in rest if in_band(d)) / len(rest)
+    in_band_share = sum(1 for _, _, d in rest if within(d, 2 * noise)) / len(rest)
 
     # Requests that started once the fleet had settled (bench times are
     # relative to each bench's launch; the launch is earlier than its first
@@ -304,6 +309,7 @@ def run_step(workers=64, rate=6.0, warmup_s=30.0, after_s=60.0, interval_s=3.0, 
         "final_decision": target,
         "intervals_to_settle": intervals_to_settle,
         "in_band_share": in_band_share,
+        "stay_band": 2 * noise,
         "settled_after_s": round(settled_time - step_at, 2),
         "requests_after_settle": len(late),
         "met_after_settle": met,
@@ -318,26 +324,34 @@ def run_step(workers=64, rate=6.0, warmup_s=30.0, after_s=60.0, interval_s=3.0, 
     return result
 
 
-def print_step(r: dict) -> None:
-    print(f"tokenfab factory_sim step: {r['workers']} sim workers, profile {PROFILE.name}")
-    print(f"  machine     {machine()}")
-    print(f"  load        Poisson {r['rate_before']:g} requests/s, doubling to {r['rate_after']:g} "
-          f"requests/s; isl {r['isl']}, osl {r['osl']}")
-    print(f"  targets     TTFT <= {r['ttft_s']:g} s, ITL <= {r['itl_s'] * 1000:g} ms; "
-          f"planner every {r['interval_s']:g} s")
-    print("  step   t(s)  prefill decode  fleet(p/d/standby)  observed rps  binding")
+def format_step(r: dict) -> str:
+    lines = [
+        f"tokenfab factory_sim step: {r['workers']} sim workers, profile {PROFILE.name}",
+        f"  machine     {machine()}",
+        f"  load        Poisson {r['rate_before']:g} requests/s, doubling to {r['rate_after']:g} "
+        f"requests/s; isl {r['isl']}, osl {r['osl']}",
+        f"  targets     TTFT <= {r['ttft_s']:g} s, ITL <= {r['itl_s'] * 1000:g} ms; "
+        f"planner every {r['interval_s']:g} s",
+        "  step   t(s)  prefill decode  fleet(p/d/standby)  observed rps  binding"]
     for n, t, p, d, fleet, binding, rps in r["steps"]:
-        print(f"  {n:4d} {t:6.1f}  {p:7d} {d:6d}  {fleet['prefill']:3d}/{fleet['decode']:3d}/"
-              f"{fleet['standby']:3d}        {rps if rps is not None else '-':>8}  {binding}")
-    print(f"  settled     {r['intervals_to_settle']} interval(s) after the step "
-          f"({r['settled_after_s']:.1f} s) at {r['final_decision'][0]} prefill + "
-          f"{r['final_decision'][1]} decode (within 20%); {100 * r['in_band_share']:.0f}% of "
-          f"later decisions stayed there")
-    print(f"  after       {r['met_after_settle']} of {r['requests_after_settle']} requests "
-          f"({100 * r['sla_after_settle']:.1f}%) met both targets")
-    print(f"  requests    {r['requests']} sent, {r['lost']} lost or cut short; router: "
-          f"{r['router_totals']}")
-    print(f"  fleet       {r['role_changes']} role changes, {r['standby_changes']} standby changes")
+        lines.append(f"  {n:4d} {t:6.1f}  {p:7d} {d:6d}  {fleet['prefill']:3d}/{fleet['decode']:3d}/"
+                     f"{fleet['standby']:3d}        {rps if rps is not None else '-':>8}  {binding}")
+    lines += [
+        f"  settled     {r['intervals_to_settle']} interval(s) after the step "
+        f"({r['settled_after_s']:.1f} s) at {r['final_decision'][0]} prefill + "
+        f"{r['final_decision'][1]} decode (within 20%); {100 * r['in_band_share']:.0f}% of "
+        f"later decisions stayed within {100 * r['stay_band']:.0f}% (two standard deviations "
+        f"of a Poisson count over one interval)",
+        f"  after       {r['met_after_settle']} of {r['requests_after_settle']} requests "
+        f"({100 * r['sla_after_settle']:.1f}%) met both targets",
+        f"  requests    {r['requests']} sent, {r['lost']} lost or cut short; router: "
+        f"{r['router_totals']}",
+        f"  fleet       {r['role_changes']} role changes, {r['standby_changes']} standby changes"]
+    return "\n".join(lines)
+
+
+def print_step(r: dict) -> None:
+    print(format_step(r))
 
 
 def run_compare(workers=20, rates=(6, 9, 12), prefill=None, duration_s=30.0, isl=512, osl=128,

@@ -99,15 +99,13 @@ absl::StatusOr<PlannerDecision> Planner::Step(const IntervalLoad& load) {
     d.binding = uncorrected ? StrCat(p.binding, " (latency correction dropped: unreachable)")
                             : p.binding;
   }
-  // Scale down only after the smaller fleet has held for a while.
-  if (last_) {
-    const bool smaller =
-        d.prefill_workers < last_->prefill_workers || d.decode_workers < last_->decode_workers;
-    smaller_in_a_row_ = smaller ? smaller_in_a_row_ + 1 : 0;
-    if (smaller && smaller_in_a_row_ < options_.scale_down_intervals) {
-      d.prefill_workers = std::max(d.prefill_workers, last_->prefill_workers);
-      d.decode_workers = std::max(d.decode_workers, last_->decode_workers);
-    }
+  // The stabilization window: each pool is the largest of the sizes of the
+  // last scale_down_intervals intervals, this one's included.
+  sized_.emplace_back(d.prefill_workers, d.decode_workers);
+  while (sized_.size() > static_cast<size_t>(options_.scale_down_intervals)) sized_.pop_front();
+  for (const auto& [prefill, decode] : sized_) {
+    d.prefill_workers = std::max(d.prefill_workers, prefill);
+    d.decode_workers = std::max(d.decode_workers, decode);
   }
   last_ = d;
   return d;

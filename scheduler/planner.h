@@ -11,17 +11,22 @@
 // binding says so): the latency that far off comes from a backlog, which
 // more workers clear.
 //
-// Scale-ups take effect at once; a scale-down only after the smaller
-// fleet has been recommended for `scale_down_intervals` in a row, so a
-// prediction that overshoots a step does not make the fleet oscillate.
+// Scale-ups take effect at once. Scale-downs go through a stabilization
+// window, as Kubernetes' HPA does: each pool gets the largest size sized
+// over the last `scale_down_intervals` intervals, so a pool shrinks only to
+// what every one of them wanted and a lull of a few intervals (Poisson
+// arrivals counted over a short interval stray by 1 / sqrt(count)) or a
+// prediction that undershoots does not make the fleet oscillate.
 //
 // Not thread-safe: one planner thread owns it.
 #ifndef TOKENFAB_SCHEDULER_PLANNER_H_
 #define TOKENFAB_SCHEDULER_PLANNER_H_
 
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "scheduler/capacity_plan.h"
@@ -38,7 +43,7 @@ struct PlannerOptions {
   bool aggregated = false;
   std::string predictor = "holt";     // or moving_average
   int32_t moving_average_window = 3;  // intervals
-  int32_t scale_down_intervals = 3;
+  int32_t scale_down_intervals = 3;  // the stabilization window
   // Observed / predicted latency is smoothed with this weight and kept
   // within [1 / max_correction, max_correction]; an interval with fewer
   // than `min_correction_samples` finished requests does not move it.
@@ -100,7 +105,9 @@ class Planner {
   std::unique_ptr<LoadPredictor> rate_, isl_, osl_;
   double ttft_correction_ = 1, itl_correction_ = 1;
   std::optional<PlannerDecision> last_;
-  int32_t smaller_in_a_row_ = 0;
+  // The pool sizes sized over the last scale_down_intervals intervals
+  // (before the window), newest last.
+  std::deque<std::pair<int64_t, int64_t>> sized_;
 };
 
 }  // namespace tokenfab

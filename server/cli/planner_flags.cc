@@ -25,7 +25,8 @@ void AddPlannerFlags(FlagSet& flags, PlannerFlags* p) {
   flags.AddBool("planner-recommend-only", &p->recommend_only,
                 "only publish decisions; leave worker roles and standby alone");
   flags.AddInt("planner-scale-down-intervals", &p->scale_down_intervals,
-               "intervals a smaller fleet must be wanted before scaling down (default 3)");
+               "scale-down window: each pool gets its largest size over the last N "
+               "intervals (default 3)");
   flags.AddString("planner-webhook", &p->webhook,
                   "http://HOST[:PORT]/PATH to POST each new decision to (JSON, signed)");
   flags.AddString("planner-webhook-secret-file", &p->webhook_secret_file,

@@ -1,7 +1,8 @@
 """The planner on a simulated 64-worker factory (real router, 64 real
 `tokenfab worker --backend sim` processes, `tokenfab bench` over HTTP):
 after the arrival rate doubles, the recommendation settles within three
-planner intervals, at least 90% of the requests that start once the fleet
+planner intervals and stays there (within the noise of Poisson arrivals
+counted over one interval), at least 90% of the requests that start once the fleet
 has flipped meet both latency targets, and no request is lost or cut
 short. The experiment itself lives in bench/factory_sim.py, which prints
 the same figures for the README."""
@@ -18,7 +19,7 @@ import factory_sim  # noqa: E402
 
 def test_load_step_on_64_sim_workers_settles_and_meets_the_targets():
     r = factory_sim.run_step(workers=64, rate=6, warmup_s=30, after_s=45, interval_s=3)
-    report = json.dumps({k: v for k, v in r.items() if k != "summaries"}, indent=1)
+    report = "\n" + factory_sim.format_step(r)
     assert r["lost"] == 0, report
     assert r["router_totals"]["failed"] == 0 and r["router_totals"]["refused"] == 0, report
     assert r["router_totals"]["completed"] == r["requests"], report

@@ -1,7 +1,8 @@
 // The planner's decision step on the hand-written profile
 // (tests/data/profile/paper.json), where the right fleet for a load is
 // known from the capacity model: steady load, a doubling that settles
-// within three intervals, scale-down hysteresis, latency corrections.
+// within three intervals, the scale-down stabilization window, latency
+// corrections.
 #include "scheduler/planner.h"
 
 #include "gtest/gtest.h"
@@ -80,14 +81,38 @@ TEST(PlannerTest, ScaleDownWaitsForTheSmallerFleetToHold) {
   auto planner = Make(o);
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(planner->Step(Load(6)).ok());
   const PlannerDecision high = *planner->last();
-  // MA(3) falls over three intervals; the fleet follows only when a smaller
-  // one has been recommended three times in a row.
+  // MA(3) falls over three intervals; the fleet follows only once the
+  // high sizing has left the three-interval window.
   std::vector<int64_t> prefill;
   for (int i = 0; i < 10; ++i) prefill.push_back(planner->Step(Load(1))->prefill_workers);
   EXPECT_EQ(prefill[0], high.prefill_workers);
   EXPECT_EQ(prefill[1], high.prefill_workers);
+  EXPECT_LT(prefill[2], high.prefill_workers);
   EXPECT_EQ(prefill.back(), Expected(1).prefill_workers);
   for (size_t i = 1; i < prefill.size(); ++i) EXPECT_LE(prefill[i], prefill[i - 1]);
+}
+
+// A load that falls for three intervals in a row shrinks each pool only to
+// the largest size of the window, not to the last interval's: a lull that
+// Poisson arrivals make over a short interval does not empty the pools.
+TEST(PlannerTest, ScaleDownGoesNoLowerThanTheWholeWindowWanted) {
+  PlannerOptions o;
+  o.predictor = "moving_average";
+  o.moving_average_window = 1;  // each interval sized from its own load
+  o.scale_down_intervals = 3;
+  auto planner = Make(o);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(planner->Step(Load(8)).ok());
+  ASSERT_GT(Expected(6).prefill_workers, Expected(2).prefill_workers);
+  EXPECT_EQ(planner->Step(Load(6))->prefill_workers, Expected(8).prefill_workers);
+  EXPECT_EQ(planner->Step(Load(4))->prefill_workers, Expected(8).prefill_workers);
+  const PlannerDecision d = *planner->Step(Load(2));
+  EXPECT_EQ(d.prefill_workers, Expected(6).prefill_workers);
+  EXPECT_EQ(d.decode_workers, Expected(6).decode_workers);
+  // One busy interval in the lull goes up at once and holds the window.
+  EXPECT_EQ(planner->Step(Load(8))->prefill_workers, Expected(8).prefill_workers);
+  EXPECT_EQ(planner->Step(Load(2))->prefill_workers, Expected(8).prefill_workers);
+  EXPECT_EQ(planner->Step(Load(2))->prefill_workers, Expected(8).prefill_workers);
+  EXPECT_EQ(planner->Step(Load(2))->prefill_workers, Expected(2).prefill_workers);
 }
 
 TEST(PlannerTest, LatencyAboveThePredictionTightensTheTargets) {
