@@ -11,10 +11,12 @@
 #include <cmath>
 #include <cstring>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/cuda_emu/emu_runtime.h"
 #include "tests/cuda_emu/probe_kernels.h"
 
 namespace tokenfab::cuda_emu {
@@ -82,17 +84,61 @@ TEST(CudaEmuTest, WarpShufflesAndBallotAsOnAGpu) {
   }
 }
 
-TEST(CudaEmuTest, SharedMemoryAndSyncThreadsReverseABlock) {
+// A block of 256 threads reverses its input through shared memory.
+void ExpectABlockReverses() {
   const int32_t n = 256;
   std::vector<int32_t> in(n);
   std::iota(in.begin(), in.end(), 7);
   int32_t* d_in = DeviceCopy(in);
   int32_t* d_out = DeviceCopy(std::vector<int32_t>(n));
-  ASSERT_EQ(probe::BlockReverse(d_in, d_out, n, nullptr), cudaSuccess);
-  std::vector<int32_t> want(in.rbegin(), in.rend());
-  EXPECT_EQ(HostCopy(d_out, n), want);
+  EXPECT_EQ(probe::BlockReverse(d_in, d_out, n, nullptr), cudaSuccess);
+  EXPECT_EQ(HostCopy(d_out, n), std::vector<int32_t>(in.rbegin(), in.rend()));
   cudaFree(d_in);
   cudaFree(d_out);
+}
+
+TEST(CudaEmuTest, SharedMemoryAndSyncThreadsReverseABlock) { ExpectABlockReverses(); }
+
+// A race on purpose (every thread writes one word): in index order the last
+// block's last thread always lands last; shuffled, other blocks and threads
+// do, the same ones again under the same seed, and correct kernels give the
+// same results either way.
+TEST(CudaEmuTest, AShuffledScheduleRunsBlocksAndThreadsInOtherOrders) {
+  const std::optional<uint64_t> before = ShuffleSeed();
+  const int32_t blocks = 8, threads = 64;
+  int32_t* out = DeviceCopy(std::vector<int32_t>(1 + blocks));
+  auto launches = [&](int32_t n) {
+    std::vector<std::vector<int32_t>> results;
+    for (int32_t i = 0; i < n; ++i) {
+      EXPECT_EQ(probe::LastWriter(out, blocks, threads, nullptr), cudaSuccess);
+      results.push_back(HostCopy(out, 1 + blocks));
+    }
+    return results;
+  };
+  SetShuffleSeed(std::nullopt);
+  for (const auto& r : launches(3)) {
+    EXPECT_EQ(r[0], blocks * threads - 1);
+    for (int32_t b = 0; b < blocks; ++b) EXPECT_EQ(r[1 + b], threads - 1);
+  }
+  SetShuffleSeed(42);
+  const auto shuffled = launches(10);
+  bool other_block = false, other_thread = false;
+  for (const auto& r : shuffled) {
+    ASSERT_TRUE(r[0] >= 0 && r[0] < blocks * threads) << r[0];
+    other_block |= r[0] / threads != blocks - 1;
+    for (int32_t b = 0; b < blocks; ++b) {
+      ASSERT_TRUE(r[1 + b] >= 0 && r[1 + b] < threads) << r[1 + b];
+      other_thread |= r[1 + b] != threads - 1;
+    }
+  }
+  EXPECT_TRUE(other_block);
+  EXPECT_TRUE(other_thread);
+  SetShuffleSeed(42);
+  EXPECT_EQ(launches(10), shuffled);
+  // A kernel with its barrier is right in any order.
+  ExpectABlockReverses();
+  SetShuffleSeed(before);
+  cudaFree(out);
 }
 
 TEST(CudaEmuTest, AtomicsCountEveryThreadOfEveryBlock) {

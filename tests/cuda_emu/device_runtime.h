@@ -10,7 +10,8 @@
 // Per-thread built-ins (threadIdx, blockIdx, blockDim, gridDim) are
 // thread-local variables the executor sets before it resumes a fiber.
 // `__shared__` variables are function-local statics of the OS thread, which
-// runs one block at a time: one copy per block, as on the GPU.
+// runs one block at a time: one copy per block, as on the GPU, refilled with
+// garbage at each block's start (FreshShared), as dynamic shared memory is.
 //
 // Arithmetic is the host's float arithmetic: __expf is expf, rsqrtf is
 // 1/sqrtf, the tensor-core products of mma.h are float FMAs. Results match a
@@ -53,6 +54,10 @@ int LaneId();
 const uint64_t* WarpExchange(unsigned mask, uint64_t value);
 // The block's dynamic shared memory (the launch's third argument).
 void* DynamicShared();
+// A static __shared__ variable at `p` (transform_cu.py calls this after its
+// declaration): the first thread of a block to get here fills it with
+// garbage, so a block never reads what an earlier block left.
+void FreshShared(void* p, size_t bytes);
 
 struct LaunchConfig {
   dim3 grid;

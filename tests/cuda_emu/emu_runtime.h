@@ -15,7 +15,9 @@
 //
 // Settings (environment): TOKENFAB_CUDA_EMU_DEVICES (default 2; 0 emulates
 // a machine without GPUs), TOKENFAB_CUDA_EMU_MEMORY_MB (per device, default
-// 4096), TOKENFAB_CUDA_EMU_SMS (multiprocessors, default 132 as an H100).
+// 4096), TOKENFAB_CUDA_EMU_SMS (multiprocessors, default 132 as an H100),
+// TOKENFAB_CUDA_EMU_SHUFFLE (a seed: blocks and threads run in random orders,
+// see executor.cc; unset, they run in index order).
 #ifndef TOKENFAB_TESTS_CUDA_EMU_EMU_RUNTIME_H_
 #define TOKENFAB_TESTS_CUDA_EMU_EMU_RUNTIME_H_
 
@@ -69,6 +71,13 @@ size_t MaxDynamicShared(const void* kernel);
 // The emulated devices' shared-memory limit per block, opt-in included.
 inline constexpr size_t kSharedPerBlock = 48 * 1024;
 inline constexpr size_t kSharedPerBlockOptin = 227 * 1024;
+
+// Runs every later launch's blocks and threads in random orders seeded from
+// `seed` and the launch's number (counted from this call, so one stream's
+// launches repeat their orders under the same seed), or in index order when
+// empty. The default comes from TOKENFAB_CUDA_EMU_SHUFFLE.
+void SetShuffleSeed(std::optional<uint64_t> seed);
+std::optional<uint64_t> ShuffleSeed();
 
 // Prints "tokenfab cuda emulator: <what>" to stderr: the reason behind an
 // error the emulator returns, which CUDA itself would not explain.

@@ -5,6 +5,14 @@
 // the block is deadlocked (a barrier that not all of its threads reach) and
 // the launch fails with cudaErrorLaunchFailure, naming the kernel, the block
 // and where its threads wait.
+//
+// By default blocks run in index order and threads start, and leave each
+// barrier, in index order. With TOKENFAB_CUDA_EMU_SHUFFLE=SEED (or
+// SetShuffleSeed) every launch runs its blocks in a random order and starts
+// and releases its threads in random orders, seeded from SEED and the
+// launch's number: a kernel whose result depends on which block or warp
+// runs first (a missing barrier, a block reading another's output) then
+// gives other results from launch to launch, as it would on a GPU.
 #include <sys/mman.h>
 
 #include <boost/context/fiber.hpp>
@@ -12,11 +20,17 @@
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
+#include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <new>
+#include <numeric>
+#include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -178,7 +192,43 @@ struct Block {
   int arrived = 0;  // at __syncthreads
   void* shared = nullptr;
   std::string error;
+  std::mt19937_64* shuffle = nullptr;  // set when threads start in random orders
+  std::vector<const void*> fresh;      // static shared variables filled for this block
 };
+
+// Pushes `released` (thread indices) onto the run queue, in a random order
+// when the block shuffles.
+void MakeRunnable(Block& b, std::vector<int>& released) {
+  if (b.shuffle != nullptr) std::shuffle(released.begin(), released.end(), *b.shuffle);
+  for (int i : released) b.runnable.push_back(i);
+}
+
+struct Schedule {
+  std::atomic<bool> shuffle{false};
+  std::atomic<uint64_t> seed{0};
+  std::atomic<uint64_t> launches{0};
+};
+
+Schedule& TheSchedule() {
+  static Schedule* schedule = [] {
+    auto* s = new Schedule;
+    if (const char* e = std::getenv("TOKENFAB_CUDA_EMU_SHUFFLE"); e != nullptr && *e != 0) {
+      char* end = nullptr;
+      const unsigned long long seed = std::strtoull(e, &end, 10);
+      if (*end != 0) {
+        std::fprintf(stderr,
+                     "tokenfab cuda emulator: TOKENFAB_CUDA_EMU_SHUFFLE must be a seed (a "
+                     "decimal number), not '%s'\n",
+                     e);
+        std::abort();
+      }
+      s->seed = seed;
+      s->shuffle = true;
+    }
+    return s;
+  }();
+  return *schedule;
+}
 
 TOKENFAB_EMU_TLS Block* t_block = nullptr;
 TOKENFAB_EMU_TLS Thread* t_thread = nullptr;
@@ -236,21 +286,25 @@ void Fail(Block& b, Thread& t, const std::string& why) {
 
 void ReleaseBlockBarrier(Block& b) {
   b.arrived = 0;
+  std::vector<int> released;
   for (size_t i = 0; i < b.threads.size(); ++i) {
     if (b.threads[i].state != State::kAtBlockBarrier) continue;
     b.threads[i].state = State::kRunnable;
-    b.runnable.push_back(static_cast<int>(i));
+    released.push_back(static_cast<int>(i));
   }
+  MakeRunnable(b, released);
 }
 
 void ReleaseWarpBarrier(Block& b, Warp& w, int warp) {
+  std::vector<int> released;
   for (int lane = 0; lane < 32; ++lane) {
     if (((w.mask >> lane) & 1u) == 0) continue;
     Thread& x = b.threads[warp * 32 + lane];
     if (x.state != State::kAtWarpBarrier) continue;
     x.state = State::kRunnable;
-    b.runnable.push_back(warp * 32 + lane);
+    released.push_back(warp * 32 + lane);
   }
+  MakeRunnable(b, released);
   w.arrived = 0;
   w.mask = 0;
 }
@@ -290,6 +344,7 @@ std::string Deadlock(const Block& b) {
 
 void RunBlock(Block& b, const std::function<void()>& body, StackPool& pool) {
   t_block = &b;
+  std::vector<int> all(b.threads.size());
   for (size_t i = 0; i < b.threads.size(); ++i) {
     b.threads[i].fiber = bctx::fiber(
         std::allocator_arg, PooledStack{&pool, &b.threads[i].stack}, [&b, i, &body](bctx::fiber&&) {
@@ -305,8 +360,9 @@ void RunBlock(Block& b, const std::function<void()>& body, StackPool& pool) {
           LeaveFor(nullptr, *next.stack);
           return std::move(*next.fiber);
         });
-    b.runnable.push_back(static_cast<int>(i));
+    all[i] = static_cast<int>(i);
   }
+  MakeRunnable(b, all);
   const Next first = NextContext(b);
   LeaveFor(&b.scheduler_state, *first.stack);
   std::move(*first.fiber).resume_with([&b](bctx::fiber&& scheduler) {
@@ -332,33 +388,48 @@ cudaError_t RunGrid(const char* name, const LaunchConfig& c, const std::function
   }
   t_grid_dim = c.grid;
   t_block_dim = c.block;
+  const uint64_t blocks = uint64_t{c.grid.x} * c.grid.y * c.grid.z;
+  // Shuffled: the order of the blocks, and a generator for the threads'.
+  Schedule& schedule = TheSchedule();
+  std::optional<std::mt19937_64> rng;
+  std::vector<uint32_t> order;
+  std::string how;
+  if (schedule.shuffle && blocks <= (uint64_t{1} << 26)) {
+    const uint64_t launch = schedule.launches.fetch_add(1);
+    rng.emplace(schedule.seed.load() ^ (launch * 0x9e3779b97f4a7c15ull));
+    order.resize(blocks);
+    std::iota(order.begin(), order.end(), 0u);
+    std::shuffle(order.begin(), order.end(), *rng);
+    how = " (blocks and threads in shuffled order: seed " + std::to_string(schedule.seed.load()) +
+          ", launch " + std::to_string(launch) + ")";
+  }
   cudaError_t result = cudaSuccess;
-  for (unsigned z = 0; z < c.grid.z && result == cudaSuccess; ++z) {
-    for (unsigned y = 0; y < c.grid.y && result == cudaSuccess; ++y) {
-      for (unsigned x = 0; x < c.grid.x && result == cudaSuccess; ++x) {
-        t_block_idx = make_uint3(x, y, z);
-        Block b;
-        b.kernel = name;
-        b.threads.resize(n);
-        b.warps.resize((n + 31) / 32);
-        b.live = n;
-        b.shared = shared;
-        if (shared != nullptr) std::memset(shared, 0xff, c.shared_bytes);  // garbage, as on a GPU
-        for (int i = 0; i < n; ++i) {
-          Thread& t = b.threads[i];
-          t.idx = make_uint3(i % c.block.x, i / c.block.x % c.block.y, i / (c.block.x * c.block.y));
-          t.lane = i % 32;
-          t.warp = i / 32;
-          b.warps[t.warp].present |= 1u << t.lane;
-          b.warps[t.warp].live |= 1u << t.lane;
-        }
-        RunBlock(b, body, pool);
-        if (!b.error.empty()) {
-          Complain(std::string("kernel ") + name + ", block (" + std::to_string(x) + "," +
-                   std::to_string(y) + "," + std::to_string(z) + "): " + b.error);
-          result = cudaErrorLaunchFailure;
-        }
-      }
+  for (uint64_t k = 0; k < blocks && result == cudaSuccess; ++k) {
+    const uint64_t i = order.empty() ? k : order[k];
+    const unsigned x = i % c.grid.x, y = i / c.grid.x % c.grid.y,
+                   z = i / (uint64_t{c.grid.x} * c.grid.y);
+    t_block_idx = make_uint3(x, y, z);
+    Block b;
+    b.kernel = name;
+    b.threads.resize(n);
+    b.warps.resize((n + 31) / 32);
+    b.live = n;
+    b.shared = shared;
+    b.shuffle = rng ? &*rng : nullptr;
+    if (shared != nullptr) std::memset(shared, 0xff, c.shared_bytes);  // garbage, as on a GPU
+    for (int j = 0; j < n; ++j) {
+      Thread& t = b.threads[j];
+      t.idx = make_uint3(j % c.block.x, j / c.block.x % c.block.y, j / (c.block.x * c.block.y));
+      t.lane = j % 32;
+      t.warp = j / 32;
+      b.warps[t.warp].present |= 1u << t.lane;
+      b.warps[t.warp].live |= 1u << t.lane;
+    }
+    RunBlock(b, body, pool);
+    if (!b.error.empty()) {
+      Complain(std::string("kernel ") + name + ", block (" + std::to_string(x) + "," +
+               std::to_string(y) + "," + std::to_string(z) + "): " + b.error + how);
+      result = cudaErrorLaunchFailure;
     }
   }
   std::free(shared);
@@ -366,6 +437,18 @@ cudaError_t RunGrid(const char* name, const LaunchConfig& c, const std::function
 }
 
 }  // namespace
+
+void SetShuffleSeed(std::optional<uint64_t> seed) {
+  Schedule& s = TheSchedule();
+  if (seed) s.seed = *seed;
+  s.launches = 0;
+  s.shuffle = seed.has_value();
+}
+
+std::optional<uint64_t> ShuffleSeed() {
+  Schedule& s = TheSchedule();
+  return s.shuffle ? std::optional<uint64_t>(s.seed.load()) : std::nullopt;
+}
 
 void SyncThreads() {
   Thread& t = Me();
@@ -422,6 +505,14 @@ const uint64_t* WarpExchange(unsigned mask, uint64_t value) {
 void* DynamicShared() {
   Me();
   return t_block->shared;
+}
+
+void FreshShared(void* p, size_t bytes) {
+  Me();
+  std::vector<const void*>& fresh = t_block->fresh;
+  if (std::find(fresh.begin(), fresh.end(), p) != fresh.end()) return;
+  fresh.push_back(p);
+  std::memset(p, 0xff, bytes);
 }
 
 void Launch(const char* name, const void* kernel, const LaunchConfig& c,

@@ -60,6 +60,11 @@ __global__ void DivergentShuffleKernel(int32_t* out) {
 
 __global__ void ThreadsKernel(int32_t* out) { out[threadIdx.x] = threadIdx.x; }
 
+__global__ void LastWriterKernel(int32_t* out) {
+  out[0] = blockIdx.x * blockDim.x + threadIdx.x;
+  out[1 + blockIdx.x] = threadIdx.x;
+}
+
 }  // namespace
 
 cudaError_t WarpOps(const int32_t* in, int32_t* out, int32_t n, cudaStream_t stream) {
@@ -99,6 +104,11 @@ cudaError_t DivergentSyncThreads(int32_t* out, cudaStream_t stream) {
 
 cudaError_t DivergentShuffle(int32_t* out, cudaStream_t stream) {
   DivergentShuffleKernel<<<1, 32, 0, stream>>>(out);
+  return cudaGetLastError();
+}
+
+cudaError_t LastWriter(int32_t* out, int32_t blocks, int32_t threads, cudaStream_t stream) {
+  LastWriterKernel<<<blocks, threads, 0, stream>>>(out);
   return cudaGetLastError();
 }
 

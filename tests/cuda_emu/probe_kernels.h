@@ -40,6 +40,12 @@ cudaError_t DivergentSyncThreads(int32_t* out, cudaStream_t stream);
 // A warp whose odd lanes skip a full-mask shuffle.
 cudaError_t DivergentShuffle(int32_t* out, cudaStream_t stream);
 
+// A race on purpose: `blocks` blocks of `threads` threads, every thread
+// writing its global index to out[0] and its threadIdx.x to
+// out[1 + blockIdx.x]. Which write lands last depends on the order blocks
+// and threads run in.
+cudaError_t LastWriter(int32_t* out, int32_t blocks, int32_t threads, cudaStream_t stream);
+
 // A launch of `threads` threads in one block (invalid above 1024).
 cudaError_t Threads(int32_t* out, int32_t threads, cudaStream_t stream);
 

@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
 """Rewrites a CUDA source into C++ for the CUDA emulator (device_runtime.h).
 
-Two constructs of CUDA C++ are not C++ and are rewritten; everything else is
-compiled as written:
+Two constructs of CUDA C++ are not C++ and are rewritten, and one gets a
+call after it; everything else is compiled as written:
   kernel<<<grid, block, shared, stream>>>(args);
     -> ::tokenfab::cuda_emu::LaunchKernel("kernel", kernel,
            ::tokenfab::cuda_emu::Config(grid, block, shared, stream), args);
   extern __shared__ [__align__(N)] T name[];
     -> T* name = static_cast<T*>(::tokenfab::cuda_emu::DynamicShared());
+  __shared__ T a[N], b;
+    -> __shared__ T a[N], b; ::tokenfab::cuda_emu::FreshShared(&a, sizeof(a)); (and b)
+       (a static shared variable is a static of the OS thread that runs the
+       blocks; FreshShared fills it with garbage at each block's start, as
+       a GPU's shared memory holds whatever the last block left there).
 Line numbers are kept (a #line directive names the original file), so
 compiler messages and debuggers point into the CUDA source.
 
@@ -21,6 +26,9 @@ LAUNCH = re.compile(
     re.S)
 SHARED = re.compile(
     r"extern\s+__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s+)?(?P<type>[\w:\s]+?)\s+(?P<name>\w+)\s*\[\s*\]\s*;")
+
+STATIC_SHARED = re.compile(
+    r"(?<![\w])__shared__\s+(?:__align__\s*\(\s*\d+\s*\)\s+)?[\w:]+\s+(?P<decls>[^;()\n]+);")
 
 
 def keep_lines(old, new):
@@ -42,6 +50,12 @@ def shared(m):
                       f"{t}* {m.group('name')} = static_cast<{t}*>(::tokenfab::cuda_emu::DynamicShared());")
 
 
+def static_shared(m):
+    names = [re.match(r"\s*(\w+)", d).group(1) for d in m.group("decls").split(",")]
+    calls = "".join(f" ::tokenfab::cuda_emu::FreshShared(&{n}, sizeof({n}));" for n in names)
+    return m.group(0) + calls
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -50,6 +64,7 @@ def main():
         text = f.read()
     text, launches = LAUNCH.subn(launch, text)
     text, arrays = SHARED.subn(shared, text)
+    text = STATIC_SHARED.sub(static_shared, text)
     if "<<<" in text or "extern __shared__" in text:
         sys.exit(f"{src}: a launch or shared array this script cannot rewrite")
     with open(dst, "w", encoding="utf-8") as f:
