@@ -12,7 +12,8 @@
 // and releases its threads in random orders, seeded from SEED and the
 // launch's number: a kernel whose result depends on which block or warp
 // runs first (a missing barrier, a block reading another's output) then
-// gives other results from launch to launch, as it would on a GPU.
+// gives other results from launch to launch, as it would on a GPU. (A grid
+// of more than 2^26 blocks runs in index order.)
 #include <sys/mman.h>
 
 #include <boost/context/fiber.hpp>
@@ -194,13 +195,14 @@ struct Block {
   std::string error;
   std::mt19937_64* shuffle = nullptr;  // set when threads start in random orders
   std::vector<const void*> fresh;      // static shared variables filled for this block
+  std::vector<int> released;           // scratch for ReleaseBlockBarrier
 };
 
-// Pushes `released` (thread indices) onto the run queue, in a random order
-// when the block shuffles.
-void MakeRunnable(Block& b, std::vector<int>& released) {
-  if (b.shuffle != nullptr) std::shuffle(released.begin(), released.end(), *b.shuffle);
-  for (int i : released) b.runnable.push_back(i);
+// Pushes threads [first, last) (indices) onto the run queue, in a random
+// order when the block shuffles.
+void MakeRunnable(Block& b, int* first, int* last) {
+  if (b.shuffle != nullptr) std::shuffle(first, last, *b.shuffle);
+  for (int* i = first; i != last; ++i) b.runnable.push_back(*i);
 }
 
 struct Schedule {
@@ -286,25 +288,27 @@ void Fail(Block& b, Thread& t, const std::string& why) {
 
 void ReleaseBlockBarrier(Block& b) {
   b.arrived = 0;
-  std::vector<int> released;
+  std::vector<int>& released = b.released;
+  released.clear();
   for (size_t i = 0; i < b.threads.size(); ++i) {
     if (b.threads[i].state != State::kAtBlockBarrier) continue;
     b.threads[i].state = State::kRunnable;
     released.push_back(static_cast<int>(i));
   }
-  MakeRunnable(b, released);
+  MakeRunnable(b, released.data(), released.data() + released.size());
 }
 
 void ReleaseWarpBarrier(Block& b, Warp& w, int warp) {
-  std::vector<int> released;
+  int released[32];
+  int n = 0;
   for (int lane = 0; lane < 32; ++lane) {
     if (((w.mask >> lane) & 1u) == 0) continue;
     Thread& x = b.threads[warp * 32 + lane];
     if (x.state != State::kAtWarpBarrier) continue;
     x.state = State::kRunnable;
-    released.push_back(warp * 32 + lane);
+    released[n++] = warp * 32 + lane;
   }
-  MakeRunnable(b, released);
+  MakeRunnable(b, released, released + n);
   w.arrived = 0;
   w.mask = 0;
 }
@@ -344,7 +348,8 @@ std::string Deadlock(const Block& b) {
 
 void RunBlock(Block& b, const std::function<void()>& body, StackPool& pool) {
   t_block = &b;
-  std::vector<int> all(b.threads.size());
+  std::vector<int>& all = b.released;
+  all.resize(b.threads.size());
   for (size_t i = 0; i < b.threads.size(); ++i) {
     b.threads[i].fiber = bctx::fiber(
         std::allocator_arg, PooledStack{&pool, &b.threads[i].stack}, [&b, i, &body](bctx::fiber&&) {
@@ -362,7 +367,7 @@ void RunBlock(Block& b, const std::function<void()>& body, StackPool& pool) {
         });
     all[i] = static_cast<int>(i);
   }
-  MakeRunnable(b, all);
+  MakeRunnable(b, all.data(), all.data() + all.size());
   const Next first = NextContext(b);
   LeaveFor(&b.scheduler_state, *first.stack);
   std::move(*first.fiber).resume_with([&b](bctx::fiber&& scheduler) {
