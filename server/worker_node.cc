@@ -26,16 +26,13 @@ constexpr char kWorkerService[] = "tokenfab.internal.v1.Worker";
 absl::Status CheckOptions(const WorkerNodeOptions& o) {
   if (o.router.empty()) return absl::InvalidArgumentError("--router HOST:PORT is required");
   RETURN_IF_ERROR(ParseRouterList(o.router).status());
-  const bool gpu = o.device != "cpu";
+  const bool gpu = o.engine.device != "cpu";
   if (gpu) {
-    RETURN_IF_ERROR(ParseCudaDevice(o.device).status());
+    RETURN_IF_ERROR(ParseCudaDevice(o.engine.device).status());
     if (o.backend != "cuda") {
       return absl::InvalidArgumentError(
-          StrCat("--device ", o.device, " runs the cuda backend, not --backend ", o.backend));
-    }
-    if (o.gpu_memory_fraction <= 0 || o.gpu_memory_fraction > 1) {
-      return absl::InvalidArgumentError(StrCat("--gpu-memory-fraction must be in (0, 1], got ",
-                                               o.gpu_memory_fraction));
+          StrCat("--device ", o.engine.device, " runs the cuda backend, not --backend ",
+                 o.backend));
     }
   } else if (o.backend == "cuda") {
     return absl::InvalidArgumentError("--backend cuda needs --device cuda:N");
@@ -53,9 +50,9 @@ absl::Status CheckOptions(const WorkerNodeOptions& o) {
     return absl::InvalidArgumentError(
         StrCat("--transport must be tcp or nccl, got '", o.transport, "'"));
   }
-  if (o.threads < 1 || o.threads > 1024) {
+  if (o.engine.threads < 1 || o.engine.threads > 1024) {
     return absl::InvalidArgumentError(
-        StrCat("--threads must be between 1 and 1024, got ", o.threads));
+        StrCat("--threads must be between 1 and 1024, got ", o.engine.threads));
   }
   if (o.backend == "sim") {
     if (o.sim_profile == nullptr) {
@@ -124,24 +121,17 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
     sim = backend.get();
     node->backend_ = std::move(backend);
   } else {
-    DeviceBackendOptions bo;
-    bo.device = o.device;
-    bo.threads = o.threads;
-    bo.kv_dtype = o.kv_dtype;
-    bo.kv_cache_mb = o.kv_cache_mb;
-    bo.kv_cache_mb_given = o.kv_cache_mb_given;
-    bo.gpu_memory_fraction = o.gpu_memory_fraction;
-    bo.cuda_graphs = o.cuda_graphs;
-    bo.scheduler = o.scheduler;
-    ASSIGN_OR_RETURN(DeviceBackend made, MakeDeviceBackend(model, bo));
-    if (o.backend == "cuda") std::fprintf(stderr, "tokenfab worker: %s\n", made.description.c_str());
+    ASSIGN_OR_RETURN(DeviceBackend made, MakeDeviceBackend(model, o.engine));
+    if (o.backend == "cuda") {
+      std::fprintf(stderr, "tokenfab worker: %s\n", made.description.c_str());
+    }
     node->backend_ = std::move(made.backend);
   }
   const int32_t blocks = node->backend_->num_kv_blocks();
 
   if (o.transport == "nccl") {
     NcclTransportOptions no;
-    ASSIGN_OR_RETURN(no.device, ParseCudaDevice(o.device));
+    ASSIGN_OR_RETURN(no.device, ParseCudaDevice(o.engine.device));
     no.max_peers = o.nccl_max_peers;
     ASSIGN_OR_RETURN(node->transport_, CreateNcclTransport(no));
   } else {
@@ -173,7 +163,7 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   node->relay_ = std::make_shared<KvEventRelay>();
   std::shared_ptr<KvEventRelay> relay = node->relay_;
   EngineOptions eo;
-  eo.scheduler = o.scheduler;
+  eo.scheduler = o.engine.scheduler;
   eo.remote_prefiller = node->prefiller_.get();
   eo.on_step = o.on_step;
   node->engine_ = std::make_unique<Engine>(
@@ -212,12 +202,12 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   hello.set_address(node->address_);
   hello.set_role(o.role);
   hello.set_kv_blocks_total(blocks);
-  hello.set_max_num_seqs(o.scheduler.max_num_seqs);
-  hello.set_max_queue(o.scheduler.max_queue);
+  hello.set_max_num_seqs(o.engine.scheduler.max_num_seqs);
+  hello.set_max_queue(o.engine.scheduler.max_queue);
   hello.set_model_fingerprint(ModelFingerprint(model));
   hello.set_kv_wire_version(kKvWireVersion);
   hello.set_kv_transport(std::string(node->transport_->kind()));
-  hello.set_device(o.device);
+  hello.set_device(o.engine.device);
   hello.set_backend(std::string(node->backend_->name()));
   WorkerNode* raw = node.get();
   AttachCallbacks callbacks;

@@ -21,6 +21,7 @@
 #include "server/worker_service.h"
 #include "scheduler/profile.h"
 #include "worker/engine/backend.h"
+#include "worker/engine/backend_factory.h"
 #include "worker/engine/engine.h"
 #include "worker/model_loader.h"
 #include "worker/power/energy_monitor.h"
@@ -40,8 +41,6 @@ struct WorkerNodeOptions {
   internal::v1::WorkerRole role = internal::v1::WORKER_ROLE_BOTH;
   std::string listen = "127.0.0.1:0";  // the Worker service
   std::string advertise_host;          // what the router and peers dial (default: the listen host)
-  // "cpu" or "cuda:N" (the CUDA backend, loaded from its module).
-  std::string device = "cpu";
   // "cpu" (on --device cpu; "cuda" on a GPU), or "sim": the profile's
   // timing and power in place of the forward pass (sim_backend.h), with
   // the profile's KV blocks.
@@ -50,16 +49,9 @@ struct WorkerNodeOptions {
   std::string transport = "tcp";  // or "nccl" (GPU workers)
   int32_t kv_port = 0;  // the tcp transport's listening port; 0 picks a free one
   int32_t nccl_max_peers = 8;  // the nccl transport's communicators each way
-  int32_t threads = 1;
-  int32_t kv_cache_mb = 1024;
-  // On a GPU the KV cache is kv_cache_mb only when given; otherwise it
-  // takes what fits in gpu_memory_fraction of the GPU (as vLLM's
-  // --gpu-memory-utilization).
-  bool kv_cache_mb_given = false;
-  double gpu_memory_fraction = 0.9;
-  bool cuda_graphs = true;
-  KvDType kv_dtype = KvDType::kF16;
-  SchedulerOptions scheduler;
+  // The forward pass's device ("cpu" or "cuda:N", the CUDA backend loaded
+  // from its module), threads, KV cache and batch limits.
+  DeviceBackendOptions engine;
   std::chrono::milliseconds prefill_timeout{30000};
   std::chrono::milliseconds report_interval{200};
   PowerOptions power;

@@ -184,11 +184,8 @@ int RunServe(const std::vector<std::string>& args) {
     wo.id = StrCat("worker-", i);
     wo.role =
         i < prefill_workers ? internal::v1::WORKER_ROLE_PREFILL : internal::v1::WORKER_ROLE_BOTH;
-    wo.threads = engine.threads;
-    wo.kv_cache_mb = engine.kv_cache_mb;
-    wo.kv_dtype = engine.kv_dtype();
-    wo.scheduler = engine.scheduler();
-    wo.power = power.options(wo.device);
+    wo.engine = engine.backend(flags.WasGiven("kv-cache-mb"));
+    wo.power = power.options(wo.engine.device);
     wo.power_sharers = workers;
     wo.on_step = steps.ForWorker(wo.id);
     auto node = WorkerNode::Start(**model, wo);
@@ -199,7 +196,7 @@ int RunServe(const std::vector<std::string>& args) {
                        .transport = &raw->transport(),
                        .energy = &raw->energy(),
                        .model = id,
-                       .device = wo.device,
+                       .device = wo.engine.device,
                        .role = [raw] { return std::string(RoleName(raw->role())); }});
     if (i == 0) PrintPowerSource("serve", raw->energy().meter(), raw->power_fallback());
     nodes.push_back(std::move(*node));

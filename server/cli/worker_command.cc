@@ -102,23 +102,16 @@ int RunWorker(const std::vector<std::string>& args) {
     ReportError("worker", absl::InvalidArgumentError("--profile is for --backend sim"));
     return kExitUsage;
   }
-  o.device = engine.device;
-  if (o.device != "cpu" && o.backend == "cpu") o.backend = "cuda";
-  o.kv_cache_mb_given = flags.WasGiven("kv-cache-mb");
-  o.gpu_memory_fraction = engine.gpu_memory_fraction;
-  o.cuda_graphs = !engine.enforce_eager;
+  o.engine = engine.backend(flags.WasGiven("kv-cache-mb"));
+  if (o.engine.device != "cpu" && o.backend == "cpu") o.backend = "cuda";
   o.role = *parsed_role;
-  o.threads = engine.threads;
-  o.kv_cache_mb = engine.kv_cache_mb;
-  o.kv_dtype = engine.kv_dtype();
-  o.scheduler = engine.scheduler();
   if (sim) {
     // The simulated machine's batch limits are the profiled engine's.
-    o.scheduler.max_num_seqs = o.sim_profile->max_num_seqs;
-    o.scheduler.max_batched_tokens = o.sim_profile->max_batched_tokens;
+    o.engine.scheduler.max_num_seqs = o.sim_profile->max_num_seqs;
+    o.engine.scheduler.max_batched_tokens = o.sim_profile->max_batched_tokens;
   }
   o.prefill_timeout = std::chrono::milliseconds(prefill_timeout_ms);
-  o.power = power.options(o.device);
+  o.power = power.options(o.engine.device);
   auto step_registry = std::make_shared<prometheus::Registry>();
   StepMetrics steps(*step_registry);
   o.on_step = steps.ForWorker("", o.backend);
@@ -138,7 +131,7 @@ int RunWorker(const std::vector<std::string>& args) {
                         .transport = &raw->transport(),
                         .energy = &raw->energy(),
                         .model = ModelIdFor(model_path, ""),
-                        .device = o.device,
+                        .device = o.engine.device,
                         .backend = o.backend,
                         .role = [raw] { return std::string(RoleName(raw->role())); }};
     auto e = MetricsEndpoint::Start(

@@ -370,11 +370,11 @@ absl::Status CudaBackend::Forward(std::span<const SequenceStep> batch, StepResul
     // the decode kernel, as one worker computing the request uninterrupted
     // would (the kernels round differently); without prompt_end, a single
     // token is a decode step.
-    const int32_t prompt_rows = !prefill_kernel ? 0
-                                : s.prompt_end >= 0
-                                    ? std::clamp(s.prompt_end - s.start_position, 0, len)
-                                : len == 1 ? 0
-                                           : len;
+    int32_t prompt_rows = 0;
+    if (prefill_kernel) {
+      prompt_rows = s.prompt_end >= 0 ? std::clamp(s.prompt_end - s.start_position, 0, len)
+                                      : (len == 1 ? 0 : len);
+    }
     for (int32_t i = 0; i < prompt_rows; i += kPrefillTile) {
       tiles_h_.get()[p.tiles++] = {t + i, std::min(kPrefillTile, prompt_rows - i),
                                    s.start_position + i, p.table_entries};
