@@ -5,7 +5,8 @@
 // fiber on the OS thread that runs the block; __syncthreads, __syncwarp and
 // the warp shuffles are barriers between those fibers (executor.cc), so a
 // barrier some threads never reach is reported as a deadlock instead of
-// hanging.
+// hanging. Only __syncthreads and __syncwarp order memory between threads
+// for the shared-memory race check (racecheck.h); a shuffle does not.
 //
 // Per-thread built-ins (threadIdx, blockIdx, blockDim, gridDim) are
 // thread-local variables the executor sets before it resumes a fiber.
@@ -47,17 +48,22 @@ extern TOKENFAB_EMU_TLS dim3 t_block_dim;
 extern TOKENFAB_EMU_TLS dim3 t_grid_dim;
 
 void SyncThreads();
+// __syncwarp: a barrier of the lanes in `mask` that orders their memory.
 void SyncWarp(unsigned mask);
+// Where a warp-wide operation (mma_sync) brings the lanes in `mask`
+// together: a barrier that orders no memory (for the race check).
+void ConvergeWarp(unsigned mask);
 int LaneId();
 // Each lane in `mask` gives 8 bytes; after a barrier of those lanes, the
 // warp's 32 values (indexed by lane). Valid until the lane's next exchange.
 const uint64_t* WarpExchange(unsigned mask, uint64_t value);
 // The block's dynamic shared memory (the launch's third argument).
 void* DynamicShared();
-// A static __shared__ variable at `p` (transform_cu.py calls this after its
-// declaration): the first thread of a block to get here fills it with
-// garbage, so a block never reads what an earlier block left.
-void FreshShared(void* p, size_t bytes);
+// A static __shared__ variable `name` at `p` (transform_cu.py calls this
+// after its declaration): the first thread of a block to get here fills it
+// with garbage, so a block never reads what an earlier block left, and
+// hands it to the race check.
+void FreshShared(void* p, size_t bytes, const char* name);
 
 struct LaunchConfig {
   dim3 grid;

@@ -37,6 +37,7 @@
 
 #include "tests/cuda_emu/device_runtime.h"
 #include "tests/cuda_emu/emu_runtime.h"
+#include "tests/cuda_emu/racecheck.h"
 
 namespace tokenfab::cuda_emu {
 
@@ -173,6 +174,7 @@ struct Warp {
   uint32_t live = 0;     // lanes that have not exited
   uint32_t arrived = 0;  // lanes waiting at the warp barrier
   uint32_t mask = 0;     // lanes the barrier in progress waits for
+  bool orders = true;    // the barrier in progress is a __syncwarp (not a shuffle)
   uint64_t slots[2][32] = {};
 };
 
@@ -260,9 +262,11 @@ Next NextContext(Block& b) {
     b.runnable.pop_front();
     t_thread = &next;
     t_thread_idx = next.idx;
+    race::SetThread(next.warp * 32 + next.lane);
     return {&next.fiber, &next.stack};
   }
   t_thread = nullptr;
+  race::SetThread(-1);
   return {&b.scheduler, &b.scheduler_stack};
 }
 
@@ -288,6 +292,7 @@ void Fail(Block& b, Thread& t, const std::string& why) {
 
 void ReleaseBlockBarrier(Block& b) {
   b.arrived = 0;
+  race::BlockBarrier();
   std::vector<int>& released = b.released;
   released.clear();
   for (size_t i = 0; i < b.threads.size(); ++i) {
@@ -309,6 +314,7 @@ void ReleaseWarpBarrier(Block& b, Warp& w, int warp) {
     released[n++] = warp * 32 + lane;
   }
   MakeRunnable(b, released, released + n);
+  if (w.orders && w.mask == w.present) race::WarpBarrier(warp);
   w.arrived = 0;
   w.mask = 0;
 }
@@ -430,7 +436,9 @@ cudaError_t RunGrid(const char* name, const LaunchConfig& c, const std::function
       b.warps[t.warp].present |= 1u << t.lane;
       b.warps[t.warp].live |= 1u << t.lane;
     }
+    race::BeginBlock(shared, c.shared_bytes, static_cast<int>(b.warps.size()));
     RunBlock(b, body, pool);
+    race::EndBlock();
     if (!b.error.empty()) {
       Complain(std::string("kernel ") + name + ", block (" + std::to_string(x) + "," +
                std::to_string(y) + "," + std::to_string(z) + "): " + b.error + how);
@@ -466,7 +474,12 @@ void SyncThreads() {
   Wait(b, t);
 }
 
-void SyncWarp(unsigned mask) {
+namespace {
+
+// A barrier of the lanes in `mask`: a __syncwarp (orders memory between
+// them) or where a shuffle, vote or mma_sync brings them together (orders
+// nothing, for the race check).
+void WarpBarrier(unsigned mask, bool orders) {
   Thread& t = Me();
   Block& b = *t_block;
   Warp& w = b.warps[t.warp];
@@ -482,10 +495,12 @@ void SyncWarp(unsigned mask) {
   }
   if (w.arrived == 0) {
     w.mask = participants;
+    w.orders = orders;
   } else if (w.mask != participants) {
     Fail(b, t, "lanes of a warp meet at a barrier with different masks");
     return;
   }
+  w.orders = w.orders && orders;
   w.arrived |= bit;
   if ((w.arrived & w.mask) == w.mask) {
     ReleaseWarpBarrier(b, w, t.warp);
@@ -495,6 +510,12 @@ void SyncWarp(unsigned mask) {
   Wait(b, t);
 }
 
+}  // namespace
+
+void SyncWarp(unsigned mask) { WarpBarrier(mask, true); }
+
+void ConvergeWarp(unsigned mask) { WarpBarrier(mask, false); }
+
 int LaneId() { return Me().lane; }
 
 const uint64_t* WarpExchange(unsigned mask, uint64_t value) {
@@ -503,7 +524,7 @@ const uint64_t* WarpExchange(unsigned mask, uint64_t value) {
   // slowest, which still reads the other array.
   uint64_t* slots = t_block->warps[t.warp].slots[t.exchanges++ & 1];
   slots[t.lane] = value;
-  SyncWarp(mask);
+  WarpBarrier(mask, false);
   return slots;
 }
 
@@ -512,12 +533,18 @@ void* DynamicShared() {
   return t_block->shared;
 }
 
-void FreshShared(void* p, size_t bytes) {
+void FreshShared(void* p, size_t bytes, const char* name) {
   Me();
   std::vector<const void*>& fresh = t_block->fresh;
   if (std::find(fresh.begin(), fresh.end(), p) != fresh.end()) return;
   fresh.push_back(p);
   std::memset(p, 0xff, bytes);
+  race::AddStatic(p, bytes, name);
+}
+
+void race::FailBlock(const std::string& why) {
+  Me();
+  if (t_block->error.empty()) t_block->error = why;
 }
 
 void Launch(const char* name, const void* kernel, const LaunchConfig& c,

@@ -65,7 +65,75 @@ __global__ void LastWriterKernel(int32_t* out) {
   out[1 + blockIdx.x] = threadIdx.x;
 }
 
+// The marker comments name the lines racecheck_test.cc expects in reports.
+__global__ void HandoffKernel(int32_t* out, Handoff mode) {
+  extern __shared__ int32_t buf[];
+  __shared__ int32_t slots[64];
+  __shared__ int32_t counter;
+  const int t = threadIdx.x;
+  int32_t v = 0;
+  switch (mode) {
+    case Handoff::kSyncThreads:
+      buf[t] = t;
+      __syncthreads();
+      v = buf[63 - t];
+      break;
+    case Handoff::kNoBarrier:
+      buf[t] = t;  // racecheck: no-barrier write
+      v = buf[63 - t];  // racecheck: no-barrier read
+      break;
+    case Handoff::kSyncWarp:
+      buf[t] = t;
+      __syncwarp();
+      v = buf[t ^ 1];
+      break;
+    case Handoff::kSyncWarpAcrossWarps:
+      buf[t] = t;
+      __syncwarp();
+      v = buf[63 - t];
+      break;
+    case Handoff::kShuffle:
+      buf[t] = t;  // racecheck: shuffle write
+      v = __shfl_xor_sync(0xffffffffu, t, 1);
+      v += buf[t ^ 1];  // racecheck: shuffle read
+      break;
+    case Handoff::kOwnSlot:
+      buf[t] = t;
+      v = buf[t];
+      break;
+    case Handoff::kWriteAfterRead:
+      buf[t] = t;
+      __syncthreads();
+      v = buf[t ^ 1];
+      buf[t] = v;
+      break;
+    case Handoff::kAtomicsThenSync:
+      if (t == 0) counter = 0;
+      __syncthreads();
+      atomicAdd(&counter, 1);
+      __syncthreads();
+      v = counter;
+      break;
+    case Handoff::kAtomicsThenRead:
+      if (t == 0) counter = 0;
+      __syncthreads();
+      atomicAdd(&counter, 1);
+      v = counter;
+      break;
+    case Handoff::kStaticNoBarrier:
+      slots[t] = t;
+      v = slots[63 - t];
+      break;
+  }
+  out[blockIdx.x * blockDim.x + t] = v;
+}
+
 }  // namespace
+
+cudaError_t HandOff(int32_t* out, Handoff mode, int32_t blocks, cudaStream_t stream) {
+  HandoffKernel<<<blocks, 64, 64 * sizeof(int32_t), stream>>>(out, mode);
+  return cudaGetLastError();
+}
 
 cudaError_t WarpOps(const int32_t* in, int32_t* out, int32_t n, cudaStream_t stream) {
   WarpOpsKernel<<<1, n, 0, stream>>>(in, out, n);

@@ -46,6 +46,25 @@ cudaError_t DivergentShuffle(int32_t* out, cudaStream_t stream);
 // and threads run in.
 cudaError_t LastWriter(int32_t* out, int32_t blocks, int32_t threads, cudaStream_t stream);
 
+// How the threads of HandoffKernel pass values through shared memory, for
+// the race check (racecheck_test.cc). Each writes its slot, then reads
+// another's: ordered (clean) or not (a race the check must report).
+enum class Handoff : int32_t {
+  kSyncThreads,           // __syncthreads, then the slot of a thread in the other warp
+  kNoBarrier,             // the same without the barrier
+  kSyncWarp,              // __syncwarp, then the slot of a lane of the same warp
+  kSyncWarpAcrossWarps,   // __syncwarp, then a slot of the other warp
+  kShuffle,               // a shuffle (orders no memory), then a lane of the same warp
+  kOwnSlot,               // no barrier, its own slot
+  kWriteAfterRead,        // reads a neighbour's slot, then overwrites its own
+  kAtomicsThenSync,       // every thread adds 1 to a shared counter, __syncthreads, reads it
+  kAtomicsThenRead,       // the same without the barrier
+  kStaticNoBarrier,       // kNoBarrier on a static __shared__ array
+};
+// `blocks` blocks of 64 threads (two warps) hand values over as `mode`
+// says; out[64 * block + t] = the value thread t read.
+cudaError_t HandOff(int32_t* out, Handoff mode, int32_t blocks, cudaStream_t stream);
+
 // A launch of `threads` threads in one block (invalid above 1024).
 cudaError_t Threads(int32_t* out, int32_t threads, cudaStream_t stream);
 

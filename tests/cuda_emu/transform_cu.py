@@ -9,10 +9,11 @@ call after it; everything else is compiled as written:
   extern __shared__ [__align__(N)] T name[];
     -> T* name = static_cast<T*>(::tokenfab::cuda_emu::DynamicShared());
   __shared__ T a[N], b;
-    -> __shared__ T a[N], b; ::tokenfab::cuda_emu::FreshShared(&a, sizeof(a)); (and b)
+    -> __shared__ T a[N], b; ::tokenfab::cuda_emu::FreshShared(&a, sizeof(a), "a"); (and b)
        (a static shared variable is a static of the OS thread that runs the
        blocks; FreshShared fills it with garbage at each block's start, as
-       a GPU's shared memory holds whatever the last block left there).
+       a GPU's shared memory holds whatever the last block left there, and
+       hands it to the race check by name).
 Line numbers are kept (a #line directive names the original file), so
 compiler messages and debuggers point into the CUDA source.
 
@@ -52,7 +53,8 @@ def shared(m):
 
 def static_shared(m):
     names = [re.match(r"\s*(\w+)", d).group(1) for d in m.group("decls").split(",")]
-    calls = "".join(f" ::tokenfab::cuda_emu::FreshShared(&{n}, sizeof({n}));" for n in names)
+    calls = "".join(f' ::tokenfab::cuda_emu::FreshShared(&{n}, sizeof({n}), "{n}");'
+                    for n in names)
     return m.group(0) + calls
 
 

@@ -18,7 +18,7 @@
 #include <type_traits>
 
 namespace tokenfab::cuda_emu {
-void SyncWarp(unsigned mask);
+void ConvergeWarp(unsigned mask);
 int LaneId();
 }  // namespace tokenfab::cuda_emu
 
@@ -35,7 +35,9 @@ namespace detail {
 inline float ToFloat(float v) { return v; }
 inline float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
 inline float ToFloat(__half v) { return __half2float(v); }
-inline void Converge() { ::tokenfab::cuda_emu::SyncWarp(0xffffffffu); }
+// The lanes meet, as at a __syncwarp, but no memory is ordered: mma_sync
+// is not a memory barrier.
+inline void Converge() { ::tokenfab::cuda_emu::ConvergeWarp(0xffffffffu); }
 inline int Lane() { return ::tokenfab::cuda_emu::LaneId(); }
 // The rows of A (and of the accumulator) lane `lane` works on: 8 of them.
 inline int RowOf(int lane, int i) { return 2 * i + lane / 16; }

@@ -1,0 +1,403 @@
+// The shared-memory race check (racecheck.h) and the ThreadSanitizer entry
+// points that the racecheck build of the kernels calls before each access.
+//
+// Shadow: for each byte of the running block's shared memory, two sets of
+// accessors since the last barrier, one of writes and one of reads. A set
+// keeps its newest member and the one before it (for the report), the warp
+// they are in (or that there were several), and the warp's barrier count
+// (generation) at the newest access. A set belongs to one block and one
+// interval between __syncthreads (its block serial and epoch); a set from
+// an earlier block or interval is empty, so nothing is cleared between
+// blocks.
+//
+// A new access by thread t of warp w conflicts with a set of the current
+// interval when a member of the set may be unordered with it: the set spans
+// several warps, or is of another warp, or is of w at t's generation and
+// has a member other than t. (Members at an older generation of w passed a
+// __syncwarp of the whole warp before t's access.)
+#include "tests/cuda_emu/racecheck.h"
+
+#include <dlfcn.h>
+#include <elf.h>
+
+#include <cinttypes>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "tests/cuda_emu/device_runtime.h"
+
+namespace tokenfab::cuda_emu::race {
+namespace {
+
+struct Accessors {
+  uintptr_t pc = 0;       // the newest access's code address
+  uintptr_t prev_pc = 0;  // the newest access by another thread before it
+  uint32_t block = 0;     // block serial; 0: never used
+  uint32_t epoch = 0;     // __syncthreads passed in the block before the accesses
+  uint32_t gen = 0;       // the warp's full __syncwarps before the newest access
+  uint16_t tid = 0;
+  uint16_t prev_tid = 0;
+  uint16_t warp = 0;
+  bool many_threads = false;  // threads other than `tid` at generation `gen`
+  bool many_warps = false;
+  bool atomic = false;  // every access in the set was atomic
+};
+
+struct Shadow {
+  Accessors write;
+  Accessors read;
+};
+
+struct Range {
+  uintptr_t base = 0;
+  size_t bytes = 0;
+  const char* name = "";
+  Shadow* shadow = nullptr;
+};
+
+enum class Op : uint8_t { kRead, kWrite, kAtomicRead, kAtomicWrite };
+
+bool Writes(Op op) { return op == Op::kWrite || op == Op::kAtomicWrite; }
+bool Atomic(Op op) { return op == Op::kAtomicRead || op == Op::kAtomicWrite; }
+
+// The race check's state on one OS thread (which runs one block at a time).
+struct State {
+  uint32_t serial = 0;
+  uint32_t epoch = 0;
+  std::vector<uint32_t> gens;  // per warp
+  static constexpr int kMaxRanges = 16;
+  Range ranges[kMaxRanges];
+  int num_ranges = 0;
+  bool failed = false;  // one report per block
+  std::vector<Shadow> dynamic_shadow;
+  std::unordered_map<uintptr_t, std::vector<Shadow>> static_shadow;
+};
+
+TOKENFAB_EMU_TLS int t_tid = -1;
+TOKENFAB_EMU_TLS State* t_state = nullptr;
+
+State& Mine() {
+  if (t_state == nullptr) t_state = new State;  // lives as long as the OS thread's blocks
+  return *t_state;
+}
+
+// An access by `tid` now, as the sets see it.
+struct Now {
+  uint32_t block, epoch, gen;
+  uint16_t tid, warp;
+};
+
+bool Current(const Accessors& a, const Now& n) { return a.block == n.block && a.epoch == n.epoch; }
+
+bool Conflicts(const Accessors& a, const Now& n) {
+  if (!Current(a, n)) return false;
+  if (a.many_warps || a.warp != n.warp) return true;
+  if (a.gen < n.gen) return false;
+  return a.many_threads || a.tid != n.tid;
+}
+
+void Add(Accessors& a, const Now& n, uintptr_t pc, bool atomic) {
+  if (!Current(a, n)) {
+    a = Accessors{pc, pc, n.block, n.epoch, n.gen, n.tid, n.tid, n.warp, false, false, atomic};
+    return;
+  }
+  a.atomic = a.atomic && atomic;
+  if (n.tid != a.tid) {
+    a.prev_tid = a.tid;
+    a.prev_pc = a.pc;
+  }
+  if (a.warp != n.warp) a.many_warps = true;
+  if (n.gen > a.gen || a.many_warps) {
+    a.gen = n.gen;
+    a.many_threads = a.many_warps;
+  } else if (n.tid != a.tid) {
+    a.many_threads = true;
+  }
+  a.tid = n.tid;
+  a.pc = pc;
+}
+
+std::string ThreadName(int tid) {
+  const dim3 d = t_block_dim;
+  return "thread (" + std::to_string(tid % d.x) + "," + std::to_string(tid / d.x % d.y) + "," +
+         std::to_string(tid / (d.x * d.y)) + ")";
+}
+
+// "attention.cu:96" for a code address, with the frames it is inlined into
+// ("mma.h:88 in attention.cu:246"), or the object and offset when
+// addr2line cannot say.
+std::string Where(uintptr_t pc) {
+  Dl_info info{};
+  if (pc == 0 || dladdr(reinterpret_cast<void*>(pc), &info) == 0 || info.dli_fname == nullptr) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "0x%" PRIxPTR, pc);
+    return buf;
+  }
+  const auto* header = static_cast<const Elf64_Ehdr*>(info.dli_fbase);
+  const uintptr_t address =
+      header->e_type == ET_DYN ? pc - reinterpret_cast<uintptr_t>(info.dli_fbase) : pc;
+  char fallback[64];
+  std::snprintf(fallback, sizeof fallback, "+0x%" PRIxPTR, address);
+  const std::string object = info.dli_fname;
+  if (object.find('\'') != std::string::npos) return object + fallback;
+  // The return address is just past the call: step back into it.
+  char command[96];
+  std::snprintf(command, sizeof command, "addr2line -i -s -e '%%s' 0x%" PRIxPTR " 2>/dev/null",
+                address - 1);
+  std::vector<char> full(object.size() + sizeof command);
+  std::snprintf(full.data(), full.size(), command, object.c_str());
+  FILE* p = popen(full.data(), "r");
+  if (p == nullptr) return object + fallback;
+  std::string out;
+  char line[512];
+  while (std::fgets(line, sizeof line, p) != nullptr) {
+    std::string s(line);
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    if (const size_t d = s.find(" (discriminator"); d != std::string::npos) s.resize(d);
+    if (s.empty() || s.rfind("??", 0) == 0) continue;
+    out += out.empty() ? s : " in " + s;
+  }
+  pclose(p);
+  return out.empty() ? object + fallback : out;
+}
+
+const char* Verb(Op op) {
+  switch (op) {
+    case Op::kRead:
+      return "reads";
+    case Op::kWrite:
+      return "writes";
+    case Op::kAtomicRead:
+      return "atomically reads";
+    case Op::kAtomicWrite:
+      return "atomically updates";
+  }
+  return "accesses";
+}
+
+void Report(State& s, const Range& r, size_t offset, Op op, const Now& n, uintptr_t pc,
+            const Accessors& other, bool other_wrote) {
+  s.failed = true;
+  const bool newest_is_other = other.tid != n.tid;
+  const int other_tid = newest_is_other ? other.tid : other.prev_tid;
+  const uintptr_t other_pc = newest_is_other ? other.pc : other.prev_pc;
+  const char* kind = !other_wrote ? "write after read"
+                     : Writes(op) ? "write after write"
+                                  : "read after write";
+  const std::string other_verb =
+      other_wrote ? (other.atomic ? "atomically updated" : "wrote")
+                  : (other.atomic ? "atomically read" : "read");
+  std::string who = other_tid == n.tid ? "another thread" : ThreadName(other_tid);
+  FailBlock(std::string("shared memory race (") + kind + ") on byte " + std::to_string(offset) + " of " +
+            r.name + ": " + ThreadName(n.tid) + " " + Verb(op) + " it at " + Where(pc) + ", " +
+            who + " " + other_verb + " it at " + Where(other_pc) +
+            ", and no barrier orders the two (__syncthreads, or a __syncwarp of the whole warp "
+            "for lanes of one warp)");
+}
+
+void Check(State& s, const Range& r, uintptr_t address, size_t n, Op op, uintptr_t pc) {
+  const size_t offset = address - r.base;
+  if (n > r.bytes - offset) n = r.bytes - offset;  // past the end: memcheck's business
+  const uint16_t tid = static_cast<uint16_t>(t_tid);
+  const uint16_t warp = static_cast<uint16_t>(t_tid / 32);
+  const Now now{s.serial, s.epoch, s.gens[warp], tid, warp};
+  const bool atomic = Atomic(op), writes = Writes(op);
+  for (size_t i = 0; i < n; ++i) {
+    Shadow& sh = r.shadow[offset + i];
+    if (Conflicts(sh.write, now) && !(atomic && sh.write.atomic)) {
+      Report(s, r, offset + i, op, now, pc, sh.write, true);
+      return;
+    }
+    if (writes && Conflicts(sh.read, now) && !(atomic && sh.read.atomic)) {
+      Report(s, r, offset + i, op, now, pc, sh.read, false);
+      return;
+    }
+    if (!writes) {
+      Add(sh.read, now, pc, atomic);
+    } else if (atomic && Current(sh.write, now) && sh.write.atomic) {
+      Add(sh.write, now, pc, true);
+    } else {
+      sh.write.block = 0;
+      Add(sh.write, now, pc, atomic);
+      // Earlier reads are ordered before this write (or were reported).
+      if (!atomic) sh.read.block = 0;
+    }
+  }
+}
+
+inline void Access(const volatile void* p, size_t n, Op op, uintptr_t pc) {
+  if (t_tid < 0) return;
+  State& s = *t_state;
+  if (s.failed) return;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  for (int i = 0; i < s.num_ranges; ++i) {
+    const Range& r = s.ranges[i];
+    if (a - r.base < r.bytes) {
+      Check(s, r, a, n, op, pc);
+      return;
+    }
+  }
+}
+
+void ClearShadows(State& s) {
+  for (Shadow& x : s.dynamic_shadow) x = Shadow{};
+  for (auto& [base, shadow] : s.static_shadow) {
+    for (Shadow& x : shadow) x = Shadow{};
+  }
+}
+
+}  // namespace
+
+void BeginBlock(const void* dynamic_shared, size_t bytes, int warps) {
+  State& s = Mine();
+  if (++s.serial == 0) {  // after 2^32 blocks: sets of old serials would look current
+    ClearShadows(s);
+    s.serial = 1;
+  }
+  s.epoch = 0;
+  s.gens.assign(warps, 0);
+  s.failed = false;
+  s.num_ranges = 0;
+  if (dynamic_shared != nullptr && bytes > 0) {
+    if (s.dynamic_shadow.size() < bytes) s.dynamic_shadow.resize(bytes);
+    s.ranges[s.num_ranges++] = {reinterpret_cast<uintptr_t>(dynamic_shared), bytes,
+                                "dynamic shared memory", s.dynamic_shadow.data()};
+  }
+}
+
+void AddStatic(const void* p, size_t bytes, const char* name) {
+  State& s = Mine();
+  if (s.num_ranges == State::kMaxRanges) return;  // not checked; kMaxRanges is plenty so far
+  std::vector<Shadow>& shadow = s.static_shadow[reinterpret_cast<uintptr_t>(p)];
+  if (shadow.size() < bytes) shadow.resize(bytes);
+  s.ranges[s.num_ranges++] = {reinterpret_cast<uintptr_t>(p), bytes, name, shadow.data()};
+}
+
+void SetThread(int tid) { t_tid = tid; }
+
+void BlockBarrier() { ++Mine().epoch; }
+
+void WarpBarrier(int warp) { ++Mine().gens[warp]; }
+
+void EndBlock() {
+  t_tid = -1;
+  if (t_state != nullptr) t_state->num_ranges = 0;
+}
+
+}  // namespace tokenfab::cuda_emu::race
+
+// ---- ThreadSanitizer's instrumentation ABI, as GCC emits calls to it ----
+// Plain accesses are checked; atomics are checked and then done (always
+// sequentially consistent, which is at least what was asked for). Function
+// entry and exit, vtable updates and the runtime's initialisation need
+// nothing here.
+namespace race = tokenfab::cuda_emu::race;
+namespace {
+inline uintptr_t Caller(void* ra) { return reinterpret_cast<uintptr_t>(ra); }
+}  // namespace
+
+#define TOKENFAB_RACE_ACCESS(N)                                                                   \
+  extern "C" void __tsan_read##N(void* p) {                                                      \
+    race::Access(p, N, race::Op::kRead, Caller(__builtin_return_address(0)));                    \
+  }                                                                                               \
+  extern "C" void __tsan_write##N(void* p) {                                                     \
+    race::Access(p, N, race::Op::kWrite, Caller(__builtin_return_address(0)));                   \
+  }                                                                                               \
+  extern "C" void __tsan_unaligned_read##N(void* p) {                                            \
+    race::Access(p, N, race::Op::kRead, Caller(__builtin_return_address(0)));                    \
+  }                                                                                               \
+  extern "C" void __tsan_unaligned_write##N(void* p) {                                           \
+    race::Access(p, N, race::Op::kWrite, Caller(__builtin_return_address(0)));                   \
+  }                                                                                               \
+  extern "C" void __tsan_volatile_read##N(void* p) {                                             \
+    race::Access(p, N, race::Op::kRead, Caller(__builtin_return_address(0)));                    \
+  }                                                                                               \
+  extern "C" void __tsan_volatile_write##N(void* p) {                                            \
+    race::Access(p, N, race::Op::kWrite, Caller(__builtin_return_address(0)));                   \
+  }
+TOKENFAB_RACE_ACCESS(1)
+TOKENFAB_RACE_ACCESS(2)
+TOKENFAB_RACE_ACCESS(4)
+TOKENFAB_RACE_ACCESS(8)
+TOKENFAB_RACE_ACCESS(16)
+#undef TOKENFAB_RACE_ACCESS
+
+extern "C" void __tsan_read_range(void* p, unsigned long n) {
+  race::Access(p, n, race::Op::kRead, Caller(__builtin_return_address(0)));
+}
+extern "C" void __tsan_write_range(void* p, unsigned long n) {
+  race::Access(p, n, race::Op::kWrite, Caller(__builtin_return_address(0)));
+}
+extern "C" void __tsan_init() {}
+extern "C" void __tsan_func_entry(void*) {}
+extern "C" void __tsan_func_exit() {}
+extern "C" void __tsan_vptr_update(void**, void*) {}
+extern "C" void __tsan_vptr_read(void**) {}
+extern "C" void __tsan_atomic_thread_fence(int) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+extern "C" void __tsan_atomic_signal_fence(int) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+
+#define TOKENFAB_RACE_ATOMIC(BITS, T)                                                             \
+  extern "C" T __tsan_atomic##BITS##_load(const volatile T* p, int) {                            \
+    race::Access(p, sizeof(T), race::Op::kAtomicRead, Caller(__builtin_return_address(0)));      \
+    return __atomic_load_n(p, __ATOMIC_SEQ_CST);                                                  \
+  }                                                                                               \
+  extern "C" void __tsan_atomic##BITS##_store(volatile T* p, T v, int) {                         \
+    race::Access(p, sizeof(T), race::Op::kAtomicWrite, Caller(__builtin_return_address(0)));     \
+    __atomic_store_n(p, v, __ATOMIC_SEQ_CST);                                                     \
+  }                                                                                               \
+  extern "C" T __tsan_atomic##BITS##_exchange(volatile T* p, T v, int) {                         \
+    race::Access(p, sizeof(T), race::Op::kAtomicWrite, Caller(__builtin_return_address(0)));     \
+    return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);                                           \
+  }                                                                                               \
+  extern "C" T __tsan_atomic##BITS##_fetch_add(volatile T* p, T v, int) {                        \
+    race::Access(p, sizeof(T), race::Op::kAtomicWrite, Caller(__builtin_return_address(0)));     \
+    return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);                                            \
+  }                                                                                               \
+  extern "C" T __tsan_atomic##BITS##_fetch_sub(volatile T* p, T v, int) {                        \
+    race::Access(p, sizeof(T), race::Op::kAtomicWrite, Caller(__builtin_return_address(0)));     \
+    return __atomic_fetch_sub(p, v, __ATOMIC_SEQ_CST);                                            \
+  }                                                                                               \
+  extern "C" T __tsan_atomic##BITS##_fetch_and(volatile T* p, T v, int) {                        \
+    race::Access(p, sizeof(T), race::Op::kAtomicWrite, Caller(__builtin_return_address(0)));     \
+    return __atomic_fetch_and(p, v, __ATOMIC_SEQ_CST);                                            \
+  }                                                                                               \
+  extern "C" T __tsan_atomic##BITS##_fetch_or(volatile T* p, T v, int) {                         \
+    race::Access(p, sizeof(T), race::Op::kAtomicWrite, Caller(__builtin_return_address(0)));     \
+    return __atomic_fetch_or(p, v, __ATOMIC_SEQ_CST);                                             \
+  }                                                                                               \
+  extern "C" T __tsan_atomic##BITS##_fetch_xor(volatile T* p, T v, int) {                        \
+    race::Access(p, sizeof(T), race::Op::kAtomicWrite, Caller(__builtin_return_address(0)));     \
+    return __atomic_fetch_xor(p, v, __ATOMIC_SEQ_CST);                                            \
+  }                                                                                               \
+  extern "C" T __tsan_atomic##BITS##_fetch_nand(volatile T* p, T v, int) {                       \
+    race::Access(p, sizeof(T), race::Op::kAtomicWrite, Caller(__builtin_return_address(0)));     \
+    return __atomic_fetch_nand(p, v, __ATOMIC_SEQ_CST);                                           \
+  }                                                                                               \
+  extern "C" int __tsan_atomic##BITS##_compare_exchange_strong(volatile T* p, T* expected,       \
+                                                               T desired, int, int) {            \
+    race::Access(p, sizeof(T), race::Op::kAtomicWrite, Caller(__builtin_return_address(0)));     \
+    return __atomic_compare_exchange_n(p, expected, desired, false, __ATOMIC_SEQ_CST,             \
+                                       __ATOMIC_SEQ_CST);                                         \
+  }                                                                                               \
+  extern "C" int __tsan_atomic##BITS##_compare_exchange_weak(volatile T* p, T* expected,         \
+                                                             T desired, int, int) {              \
+    race::Access(p, sizeof(T), race::Op::kAtomicWrite, Caller(__builtin_return_address(0)));     \
+    return __atomic_compare_exchange_n(p, expected, desired, true, __ATOMIC_SEQ_CST,              \
+                                       __ATOMIC_SEQ_CST);                                         \
+  }                                                                                               \
+  extern "C" T __tsan_atomic##BITS##_compare_exchange_val(volatile T* p, T expected, T desired,  \
+                                                          int, int) {                            \
+    race::Access(p, sizeof(T), race::Op::kAtomicWrite, Caller(__builtin_return_address(0)));     \
+    __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST,                   \
+                                __ATOMIC_SEQ_CST);                                                \
+    return expected;                                                                              \
+  }
+TOKENFAB_RACE_ATOMIC(8, uint8_t)
+TOKENFAB_RACE_ATOMIC(16, uint16_t)
+TOKENFAB_RACE_ATOMIC(32, uint32_t)
+TOKENFAB_RACE_ATOMIC(64, uint64_t)
+#undef TOKENFAB_RACE_ATOMIC
