@@ -77,6 +77,7 @@ cudaError_t AllocateLocked(void** out, size_t bytes, int device, MemoryKind kind
   }
   const uintptr_t base = reinterpret_cast<uintptr_t>(p);
   R().allocations[base] = {base, bytes, device, kind};
+  ++R().allocations_changed;
   *out = p;
   return cudaSuccess;
 }
@@ -87,6 +88,7 @@ void ReleaseLocked(uintptr_t base) ABSL_EXCLUSIVE_LOCKS_REQUIRED(R().mu) {
   if (it->second.kind == MemoryKind::kDevice)
     R().devices[it->second.device].used -= it->second.bytes;
   R().allocations.erase(it);
+  ++R().allocations_changed;
   std::free(reinterpret_cast<void*>(base));
 }
 
@@ -211,6 +213,16 @@ std::optional<Allocation> FindAllocation(const void* p) {
   const Allocation* a = FindLocked(reinterpret_cast<uintptr_t>(p));
   if (a == nullptr) return std::nullopt;
   return *a;
+}
+
+uint64_t AllocationsChanged() { return R().allocations_changed.load(); }
+
+std::vector<Allocation> Allocations() {
+  absl::MutexLock lock(&R().mu);
+  std::vector<Allocation> all;
+  all.reserve(R().allocations.size());
+  for (const auto& [base, a] : R().allocations) all.push_back(a);
+  return all;
 }
 
 std::string CheckRange(const void* p, size_t bytes, MemoryKind kind) {

@@ -6,7 +6,7 @@
 // the warp shuffles are barriers between those fibers (executor.cc), so a
 // barrier some threads never reach is reported as a deadlock instead of
 // hanging. Only __syncthreads and __syncwarp order memory between threads
-// for the shared-memory race check (racecheck.h); a shuffle does not.
+// for the race check (racecheck.h); a shuffle does not.
 //
 // Per-thread built-ins (threadIdx, blockIdx, blockDim, gridDim) are
 // thread-local variables the executor sets before it resumes a fiber.

@@ -28,6 +28,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace tokenfab::cuda_emu {
 
@@ -42,6 +43,10 @@ struct Allocation {
 
 // The allocation that holds `p`, if any.
 std::optional<Allocation> FindAllocation(const void* p);
+// Every live allocation, by base; and a count of allocations and frees so
+// far, so a copy of the list can tell when it is out of date.
+std::vector<Allocation> Allocations();
+uint64_t AllocationsChanged();
 // Empty when [p, p + bytes) lies inside one allocation of `kind`, else why not.
 std::string CheckRange(const void* p, size_t bytes, MemoryKind kind);
 

@@ -124,6 +124,17 @@ __global__ void HandoffKernel(int32_t* out, Handoff mode) {
       slots[t] = t;
       v = slots[63 - t];
       break;
+    case Handoff::kGlobalSyncThreads:
+      out[blockIdx.x * blockDim.x + t] = t;
+      __syncthreads();
+      v = out[blockIdx.x * blockDim.x + 63 - t];
+      __syncthreads();
+      break;
+    case Handoff::kGlobalNoBarrier:
+      out[blockIdx.x * blockDim.x + t] = t;  // racecheck: global write
+      v = out[blockIdx.x * blockDim.x + 63 - t];  // racecheck: global read
+      __syncthreads();
+      break;
   }
   out[blockIdx.x * blockDim.x + t] = v;
 }

@@ -60,6 +60,8 @@ enum class Handoff : int32_t {
   kAtomicsThenSync,       // every thread adds 1 to a shared counter, __syncthreads, reads it
   kAtomicsThenRead,       // the same without the barrier
   kStaticNoBarrier,       // kNoBarrier on a static __shared__ array
+  kGlobalSyncThreads,     // kSyncThreads through `out` (global memory)
+  kGlobalNoBarrier,       // kNoBarrier through `out`
 };
 // `blocks` blocks of 64 threads (two warps) hand values over as `mode`
 // says; out[64 * block + t] = the value thread t read.

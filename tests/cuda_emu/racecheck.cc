@@ -1,7 +1,8 @@
-// The shared-memory race check (racecheck.h) and the ThreadSanitizer entry
-// points that the racecheck build of the kernels calls before each access.
+// The race check (racecheck.h) and the ThreadSanitizer entry points that
+// the racecheck build of the kernels calls before each access.
 //
-// Shadow: for each byte of the running block's shared memory, two sets of
+// Shadow: for each byte of the running block's shared memory, and of each
+// 4 KB page of device memory the block touches, two sets of
 // accessors since the last barrier, one of writes and one of reads. A set
 // keeps its newest member and the one before it (for the report), the warp
 // they are in (or that there were several), and the warp's barrier count
@@ -20,15 +21,18 @@
 #include <dlfcn.h>
 #include <elf.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "tests/cuda_emu/device_runtime.h"
+#include "tests/cuda_emu/emu_runtime.h"
 
 namespace tokenfab::cuda_emu::race {
 namespace {
@@ -52,11 +56,50 @@ struct Shadow {
   Accessors read;
 };
 
+// Shared memory the block has: its dynamic array and each static variable.
 struct Range {
   uintptr_t base = 0;
   size_t bytes = 0;
   const char* name = "";
   Shadow* shadow = nullptr;
+};
+
+// Global memory's shadow: a page of Shadow per 4 KB page the block touches,
+// handed out afresh at each block's start (the pages' sets then belong to
+// an earlier block, so they read as empty).
+constexpr int kPageBits = 12;
+constexpr size_t kPageBytes = size_t{1} << kPageBits;
+struct GlobalShadow {
+  std::unordered_map<uintptr_t, Shadow*> pages;  // by page number, this block's
+  std::vector<std::unique_ptr<Shadow[]>> pool;
+  size_t used = 0;  // pages of the pool handed out in this block
+  uintptr_t last_page = ~uintptr_t{0};
+  Shadow* last = nullptr;
+
+  void Reset() {
+    pages.clear();
+    used = 0;
+    last_page = ~uintptr_t{0};
+  }
+  Shadow* Page(uintptr_t page) {
+    if (page == last_page) return last;
+    Shadow*& p = pages[page];
+    if (p == nullptr) {
+      if (used == pool.size()) pool.push_back(std::make_unique<Shadow[]>(kPageBytes));
+      p = pool[used++].get();
+    }
+    last_page = page;
+    last = p;
+    return p;
+  }
+};
+
+// What an access touched, for the report: a shared variable (`name`) or a
+// device allocation (`allocation`), and the offset of its first byte.
+struct Target {
+  const char* name;
+  const Allocation* allocation;
+  size_t offset;
 };
 
 enum class Op : uint8_t { kRead, kWrite, kAtomicRead, kAtomicWrite };
@@ -75,6 +118,10 @@ struct State {
   bool failed = false;  // one report per block
   std::vector<Shadow> dynamic_shadow;
   std::unordered_map<uintptr_t, std::vector<Shadow>> static_shadow;
+  // Device allocations, sorted by base, as of `allocations_seen`.
+  std::vector<Allocation> allocations;
+  uint64_t allocations_seen = ~uint64_t{0};
+  GlobalShadow global;
 };
 
 TOKENFAB_EMU_TLS int t_tid = -1;
@@ -179,7 +226,7 @@ const char* Verb(Op op) {
   return "accesses";
 }
 
-void Report(State& s, const Range& r, size_t offset, Op op, const Now& n, uintptr_t pc,
+void Report(State& s, const Target& t, size_t offset, Op op, const Now& n, uintptr_t pc,
             const Accessors& other, bool other_wrote) {
   s.failed = true;
   const bool newest_is_other = other.tid != n.tid;
@@ -192,28 +239,33 @@ void Report(State& s, const Range& r, size_t offset, Op op, const Now& n, uintpt
       other_wrote ? (other.atomic ? "atomically updated" : "wrote")
                   : (other.atomic ? "atomically read" : "read");
   std::string who = other_tid == n.tid ? "another thread" : ThreadName(other_tid);
-  FailBlock(std::string("shared memory race (") + kind + ") on byte " + std::to_string(offset) + " of " +
-            r.name + ": " + ThreadName(n.tid) + " " + Verb(op) + " it at " + Where(pc) + ", " +
+  const std::string what =
+      t.allocation == nullptr
+          ? std::string("shared memory race (") + kind + ") on byte " +
+                std::to_string(t.offset + offset) + " of " + t.name
+          : std::string("global memory race (") + kind + ") on byte " +
+                std::to_string(t.offset + offset) + " of a " +
+                std::to_string(t.allocation->bytes) + "-byte device allocation";
+  FailBlock(what + ": " + ThreadName(n.tid) + " " + Verb(op) + " it at " + Where(pc) + ", " +
             who + " " + other_verb + " it at " + Where(other_pc) +
             ", and no barrier orders the two (__syncthreads, or a __syncwarp of the whole warp "
             "for lanes of one warp)");
 }
 
-void Check(State& s, const Range& r, uintptr_t address, size_t n, Op op, uintptr_t pc) {
-  const size_t offset = address - r.base;
-  if (n > r.bytes - offset) n = r.bytes - offset;  // past the end: memcheck's business
+// Checks, then records, an access to `n` bytes whose shadow starts at `shadow`.
+void Check(State& s, const Target& t, Shadow* shadow, size_t n, Op op, uintptr_t pc) {
   const uint16_t tid = static_cast<uint16_t>(t_tid);
   const uint16_t warp = static_cast<uint16_t>(t_tid / 32);
   const Now now{s.serial, s.epoch, s.gens[warp], tid, warp};
   const bool atomic = Atomic(op), writes = Writes(op);
   for (size_t i = 0; i < n; ++i) {
-    Shadow& sh = r.shadow[offset + i];
+    Shadow& sh = shadow[i];
     if (Conflicts(sh.write, now) && !(atomic && sh.write.atomic)) {
-      Report(s, r, offset + i, op, now, pc, sh.write, true);
+      Report(s, t, i, op, now, pc, sh.write, true);
       return;
     }
     if (writes && Conflicts(sh.read, now) && !(atomic && sh.read.atomic)) {
-      Report(s, r, offset + i, op, now, pc, sh.read, false);
+      Report(s, t, i, op, now, pc, sh.read, false);
       return;
     }
     if (!writes) {
@@ -229,6 +281,26 @@ void Check(State& s, const Range& r, uintptr_t address, size_t n, Op op, uintptr
   }
 }
 
+// The device allocation that holds `a`, if any.
+const Allocation* DeviceAllocation(const State& s, uintptr_t a) {
+  auto it = std::upper_bound(s.allocations.begin(), s.allocations.end(), a,
+                             [](uintptr_t x, const Allocation& al) { return x < al.base; });
+  if (it == s.allocations.begin()) return nullptr;
+  --it;
+  return a - it->base < it->bytes ? &*it : nullptr;
+}
+
+void CheckGlobal(State& s, const Allocation& al, uintptr_t a, size_t n, Op op, uintptr_t pc) {
+  if (n > al.base + al.bytes - a) n = al.base + al.bytes - a;  // past the end: memcheck's
+  for (size_t done = 0; done < n && !s.failed;) {
+    const uintptr_t x = a + done;
+    const size_t in_page = std::min(n - done, kPageBytes - (x & (kPageBytes - 1)));
+    Shadow* shadow = s.global.Page(x >> kPageBits) + (x & (kPageBytes - 1));
+    Check(s, Target{nullptr, &al, x - al.base}, shadow, in_page, op, pc);
+    done += in_page;
+  }
+}
+
 inline void Access(const volatile void* p, size_t n, Op op, uintptr_t pc) {
   if (t_tid < 0) return;
   State& s = *t_state;
@@ -237,9 +309,15 @@ inline void Access(const volatile void* p, size_t n, Op op, uintptr_t pc) {
   for (int i = 0; i < s.num_ranges; ++i) {
     const Range& r = s.ranges[i];
     if (a - r.base < r.bytes) {
-      Check(s, r, a, n, op, pc);
+      const size_t offset = a - r.base;
+      // Past the end is memcheck's business.
+      Check(s, Target{r.name, nullptr, offset}, r.shadow + offset,
+            std::min(n, r.bytes - offset), op, pc);
       return;
     }
+  }
+  if (const Allocation* al = DeviceAllocation(s, a); al != nullptr) {
+    CheckGlobal(s, *al, a, n, op, pc);
   }
 }
 
@@ -248,6 +326,7 @@ void ClearShadows(State& s) {
   for (auto& [base, shadow] : s.static_shadow) {
     for (Shadow& x : shadow) x = Shadow{};
   }
+  for (auto& page : s.global.pool) std::fill(page.get(), page.get() + kPageBytes, Shadow{});
 }
 
 }  // namespace
@@ -262,6 +341,11 @@ void BeginBlock(const void* dynamic_shared, size_t bytes, int warps) {
   s.gens.assign(warps, 0);
   s.failed = false;
   s.num_ranges = 0;
+  s.global.Reset();
+  if (const uint64_t changed = AllocationsChanged(); changed != s.allocations_seen) {
+    s.allocations = Allocations();
+    s.allocations_seen = changed;
+  }
   if (dynamic_shared != nullptr && bytes > 0) {
     if (s.dynamic_shadow.size() < bytes) s.dynamic_shadow.resize(bytes);
     s.ranges[s.num_ranges++] = {reinterpret_cast<uintptr_t>(dynamic_shared), bytes,

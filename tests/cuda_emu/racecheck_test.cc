@@ -1,4 +1,4 @@
-// The shared-memory race check (racecheck.h) on probe kernels built with
+// The race check (racecheck.h) on probe kernels built with
 // its instrumentation: handoffs that a barrier orders run clean and give
 // the right values; each kind of unordered handoff fails its launch with a
 // report that names the race, the threads, and the source lines of both
@@ -56,6 +56,7 @@ TEST(RacecheckTest, HandoffsThatABarrierOrdersRunCleanAndRight) {
       {Handoff::kSyncWarp, [](int32_t t) { return t ^ 1; }},
       {Handoff::kOwnSlot, [](int32_t t) { return t; }},
       {Handoff::kAtomicsThenSync, [](int32_t) { return 64; }},
+      {Handoff::kGlobalSyncThreads, [](int32_t t) { return 63 - t; }},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(::testing::Message() << "mode " << static_cast<int>(c.mode));
@@ -130,6 +131,15 @@ TEST(RacecheckDeathTest, AStaticSharedArrayIsNamedInTheReport) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_RACE(Handoff::kStaticNoBarrier, "shared memory race \\(write after read\\) on byte "
                                          "[0-9]+ of slots: ");
+}
+
+TEST(RacecheckDeathTest, AHandoffThroughGlobalMemoryNeedsABarrierToo) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_RACE(Handoff::kGlobalNoBarrier,
+              std::string("global memory race \\(write after read\\) on byte [0-9]+ of a 512-byte "
+                          "device allocation: ") +
+                  kThread + " writes it at probe_kernels.cu:" + LineOf("global write") + ", " +
+                  kThread + " read it at probe_kernels.cu:" + LineOf("global read"));
 }
 
 }  // namespace

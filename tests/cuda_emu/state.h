@@ -6,6 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -98,6 +99,7 @@ struct Runtime {
   absl::flat_hash_map<GraphState*, std::unique_ptr<GraphState>> graphs ABSL_GUARDED_BY(mu);
   absl::flat_hash_map<GraphState*, std::unique_ptr<GraphState>> execs ABSL_GUARDED_BY(mu);
   std::map<uintptr_t, Allocation> allocations ABSL_GUARDED_BY(mu);  // by base
+  std::atomic<uint64_t> allocations_changed{0};  // counts changes to `allocations`
   absl::flat_hash_set<uintptr_t> freeing ABSL_GUARDED_BY(mu);       // cudaFreeAsync pending
   absl::flat_hash_map<const void*, size_t> max_dynamic_shared ABSL_GUARDED_BY(mu);
   std::vector<StreamState*> capturing ABSL_GUARDED_BY(mu);

@@ -391,7 +391,9 @@ TEST(CudaBackendTest, ChunkedPrefillAgreesWithWhole) {
     // The emulator's products do not depend on the batch, so there every
     // prompt position must come out as in the whole prefill, bit for bit
     // (on a GPU cuBLAS may pick another algorithm per row count).
-    if (testing::OnEmulator()) EXPECT_EQ(d.max_abs, 0.0) << "chunks of " << chunk;
+    if (testing::OnEmulator()) {
+      EXPECT_EQ(d.max_abs, 0.0) << "chunks of " << chunk;
+    }
   }
 }
 
