@@ -128,7 +128,12 @@ TOKENFAB_EMU_TLS int t_tid = -1;
 TOKENFAB_EMU_TLS State* t_state = nullptr;
 
 State& Mine() {
-  if (t_state == nullptr) t_state = new State;  // lives as long as the OS thread's blocks
+  if (t_state == nullptr) {
+    // Freed when the OS thread ends; t_state is the fast way to it.
+    static thread_local std::unique_ptr<State> owner;
+    owner = std::make_unique<State>();
+    t_state = owner.get();
+  }
   return *t_state;
 }
 
