@@ -35,9 +35,9 @@ BARRIER = re.compile(r"__syncthreads\(\)|__syncwarp\([^()]*\)")
 
 
 def run_test(binary, gtest_filter, seed):
-    env = dict(os.environ, TOKENFAB_CUDA_EMU_SHUFFLE=seed)
-    if not seed:
-        env.pop("TOKENFAB_CUDA_EMU_SHUFFLE")
+    env = {k: v for k, v in os.environ.items() if k != "TOKENFAB_CUDA_EMU_SHUFFLE"}
+    if seed:
+        env["TOKENFAB_CUDA_EMU_SHUFFLE"] = seed
     args = [str(binary)] + ([f"--gtest_filter={gtest_filter}"] if gtest_filter else [])
     try:
         r = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

@@ -174,7 +174,7 @@ struct Warp {
   uint32_t live = 0;     // lanes that have not exited
   uint32_t arrived = 0;  // lanes waiting at the warp barrier
   uint32_t mask = 0;     // lanes the barrier in progress waits for
-  bool orders = true;    // the barrier in progress is a __syncwarp (not a shuffle)
+  bool orders = true;    // every lane so far came to the barrier by __syncwarp (not a shuffle)
   uint64_t slots[2][32] = {};
 };
 
@@ -317,6 +317,7 @@ void ReleaseWarpBarrier(Block& b, Warp& w, int warp) {
   if (w.orders && w.mask == w.present) race::WarpBarrier(warp);
   w.arrived = 0;
   w.mask = 0;
+  w.orders = true;
 }
 
 void Exit(Block& b, Thread& t) {
@@ -495,7 +496,6 @@ void WarpBarrier(unsigned mask, bool orders) {
   }
   if (w.arrived == 0) {
     w.mask = participants;
-    w.orders = orders;
   } else if (w.mask != participants) {
     Fail(b, t, "lanes of a warp meet at a barrier with different masks");
     return;

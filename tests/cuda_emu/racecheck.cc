@@ -61,7 +61,8 @@ struct Range {
   uintptr_t base = 0;
   size_t bytes = 0;
   const char* name = "";
-  Shadow* shadow = nullptr;
+  bool dynamic = false;
+  Shadow* shadow = nullptr;  // attached at the block's first checked access
 };
 
 // Global memory's shadow: a page of Shadow per 4 KB page the block touches,
@@ -115,6 +116,9 @@ struct State {
   static constexpr int kMaxRanges = 16;
   Range ranges[kMaxRanges];
   int num_ranges = 0;
+  // Shadows attached, allocations refreshed: done at the block's first
+  // access from instrumented code, so uninstrumented kernels pay nothing.
+  bool prepared = false;
   bool failed = false;  // one report per block
   std::vector<Shadow> dynamic_shadow;
   std::unordered_map<uintptr_t, std::vector<Shadow>> static_shadow;
@@ -197,12 +201,10 @@ std::string Where(uintptr_t pc) {
   const std::string object = info.dli_fname;
   if (object.find('\'') != std::string::npos) return object + fallback;
   // The return address is just past the call: step back into it.
-  char command[96];
-  std::snprintf(command, sizeof command, "addr2line -i -s -e '%%s' 0x%" PRIxPTR " 2>/dev/null",
-                address - 1);
-  std::vector<char> full(object.size() + sizeof command);
-  std::snprintf(full.data(), full.size(), command, object.c_str());
-  FILE* p = popen(full.data(), "r");
+  char at[32];
+  std::snprintf(at, sizeof at, "0x%" PRIxPTR, address - 1);
+  const std::string command = "addr2line -i -s -e '" + object + "' " + at + " 2>/dev/null";
+  FILE* p = popen(command.c_str(), "r");
   if (p == nullptr) return object + fallback;
   std::string out;
   char line[512];
@@ -306,10 +308,26 @@ void CheckGlobal(State& s, const Allocation& al, uintptr_t a, size_t n, Op op, u
   }
 }
 
+void Attach(State& s, Range& r) {
+  std::vector<Shadow>& shadow = r.dynamic ? s.dynamic_shadow : s.static_shadow[r.base];
+  if (shadow.size() < r.bytes) shadow.resize(r.bytes);
+  r.shadow = shadow.data();
+}
+
+void Prepare(State& s) {
+  for (int i = 0; i < s.num_ranges; ++i) Attach(s, s.ranges[i]);
+  if (const uint64_t changed = AllocationsChanged(); changed != s.allocations_seen) {
+    s.allocations = Allocations();
+    s.allocations_seen = changed;
+  }
+  s.prepared = true;
+}
+
 inline void Access(const volatile void* p, size_t n, Op op, uintptr_t pc) {
   if (t_tid < 0) return;
   State& s = *t_state;
   if (s.failed) return;
+  if (!s.prepared) Prepare(s);
   const uintptr_t a = reinterpret_cast<uintptr_t>(p);
   for (int i = 0; i < s.num_ranges; ++i) {
     const Range& r = s.ranges[i];
@@ -344,26 +362,22 @@ void BeginBlock(const void* dynamic_shared, size_t bytes, int warps) {
   }
   s.epoch = 0;
   s.gens.assign(warps, 0);
+  s.prepared = false;
   s.failed = false;
   s.num_ranges = 0;
   s.global.Reset();
-  if (const uint64_t changed = AllocationsChanged(); changed != s.allocations_seen) {
-    s.allocations = Allocations();
-    s.allocations_seen = changed;
-  }
   if (dynamic_shared != nullptr && bytes > 0) {
-    if (s.dynamic_shadow.size() < bytes) s.dynamic_shadow.resize(bytes);
     s.ranges[s.num_ranges++] = {reinterpret_cast<uintptr_t>(dynamic_shared), bytes,
-                                "dynamic shared memory", s.dynamic_shadow.data()};
+                                "dynamic shared memory", true};
   }
 }
 
 void AddStatic(const void* p, size_t bytes, const char* name) {
   State& s = Mine();
   if (s.num_ranges == State::kMaxRanges) return;  // not checked; kMaxRanges is plenty so far
-  std::vector<Shadow>& shadow = s.static_shadow[reinterpret_cast<uintptr_t>(p)];
-  if (shadow.size() < bytes) shadow.resize(bytes);
-  s.ranges[s.num_ranges++] = {reinterpret_cast<uintptr_t>(p), bytes, name, shadow.data()};
+  Range& r = s.ranges[s.num_ranges++];
+  r = {reinterpret_cast<uintptr_t>(p), bytes, name, false};
+  if (s.prepared) Attach(s, r);
 }
 
 void SetThread(int tid) { t_tid = tid; }
