@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "server/grpc_service.h"
+
 namespace tokenfab {
 
 using internal::v1::RouterOrder;
@@ -9,8 +11,9 @@ using internal::v1::WorkerReport;
 
 AttachClient::AttachClient(std::string router, internal::v1::WorkerHello hello,
                            AttachCallbacks callbacks, std::chrono::milliseconds report_interval,
-                           absl::flat_hash_set<uint64_t> cached)
+                           absl::flat_hash_set<uint64_t> cached, std::string cluster_key)
     : router_(std::move(router)),
+      cluster_key_(std::move(cluster_key)),
       hello_(std::move(hello)),
       callbacks_(std::move(callbacks)),
       interval_(report_interval),
@@ -77,8 +80,10 @@ void AttachClient::Run() {
       attached_ = false;
       if (stop_) return;
     }
-    if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
-      callbacks_.on_refused(absl::FailedPreconditionError(status.error_message()));
+    // Another model, or the wrong cluster key: retrying cannot help.
+    if (status.error_code() == grpc::StatusCode::FAILED_PRECONDITION ||
+        status.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+      callbacks_.on_refused(FromGrpcStatus(status));
       return;
     }
     if (!warned) {
@@ -93,7 +98,7 @@ void AttachClient::Run() {
 }
 
 grpc::Status AttachClient::Session() {
-  auto channel = grpc::CreateChannel(router_, grpc::InsecureChannelCredentials());
+  auto channel = KeyedChannel(router_, cluster_key_);
   auto stub = internal::v1::WorkerControl::NewStub(channel);
   grpc::ClientContext context;
   WorkerReport hello;

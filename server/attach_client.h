@@ -5,8 +5,9 @@
 // report every interval; a second thread reads the router's orders. When the
 // stream breaks (router restarted, network) it reconnects and says hello
 // again with a fresh snapshot, so the router's KV index is rebuilt. A
-// refusal (FAILED_PRECONDITION: another model, another wire version) is
-// final and reported through on_refused. Every load report carries the
+// refusal (FAILED_PRECONDITION: another model, another wire version;
+// UNAUTHENTICATED: another cluster key) is final and reported through
+// on_refused. Every load report carries the
 // current role. A worker with several routers has one client per router
 // (router_set.h).
 #ifndef TOKENFAB_SERVER_ATTACH_CLIENT_H_
@@ -23,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
+#include "server/auth.h"
 #include "tokenfab/internal/v1/control.grpc.pb.h"
 
 namespace tokenfab {
@@ -43,10 +45,11 @@ void ApplyKvEvents(const std::vector<internal::v1::KvEvent>& events,
 class AttachClient {
  public:
   // `hello` is sent on every (re)attach, with the current role and snapshot;
-  // `cached` is the prefix cache's block hashes when the client starts.
+  // `cached` is the prefix cache's block hashes when the client starts;
+  // `cluster_key` (auth.h), if any, goes with the stream.
   AttachClient(std::string router, internal::v1::WorkerHello hello, AttachCallbacks callbacks,
                std::chrono::milliseconds report_interval = std::chrono::milliseconds(200),
-               absl::flat_hash_set<uint64_t> cached = {});
+               absl::flat_hash_set<uint64_t> cached = {}, std::string cluster_key = "");
   ~AttachClient();  // closes the stream and joins its threads
 
   // Engine thread: the prefix cache's changes, forwarded in order.
@@ -65,6 +68,7 @@ class AttachClient {
   grpc::Status Session();
 
   const std::string router_;
+  const std::string cluster_key_;
   const internal::v1::WorkerHello hello_;
   const AttachCallbacks callbacks_;
   const std::chrono::milliseconds interval_;

@@ -127,8 +127,10 @@ class AttachReactor : public grpc::ServerBidiReactor<WorkerReport, RouterOrder> 
 
 }  // namespace
 
-ControlService::ControlService(Cluster* cluster, GoneCallback on_gone, std::function<void()> on_tick)
+ControlService::ControlService(Cluster* cluster, KeySet cluster_key, GoneCallback on_gone,
+                               std::function<void()> on_tick)
     : cluster_(cluster),
+      cluster_key_(std::move(cluster_key)),
       router_id_([] {
         std::random_device rd;
         return (uint64_t{rd()} << 32) | rd();
@@ -160,13 +162,17 @@ void ControlService::Reap() {
 }
 
 grpc::ServerBidiReactor<WorkerReport, RouterOrder>* ControlService::Attach(
-    grpc::CallbackServerContext*) {
+    grpc::CallbackServerContext* context) {
+  if (grpc::Status s = Authorize(cluster_key_, kClusterKey, *context); !s.ok()) {
+    return new RefusedCall<grpc::ServerBidiReactor<WorkerReport, RouterOrder>>(s);
+  }
   return new AttachReactor(cluster_, router_id_, &on_gone_);
 }
 
 grpc::ServerUnaryReactor* AdminService::ListWorkers(grpc::CallbackServerContext* context,
                                                     const internal::v1::ListWorkersRequest*,
                                                     internal::v1::ListWorkersResponse* response) {
+  if (auto* refused = RefuseUnary(cluster_key_, kClusterKey, context)) return refused;
   for (internal::v1::WorkerInfo& w : cluster_->Workers()) *response->add_workers() = std::move(w);
   auto* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
@@ -176,6 +182,7 @@ grpc::ServerUnaryReactor* AdminService::ListWorkers(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* AdminService::SetWorkerRole(
     grpc::CallbackServerContext* context, const internal::v1::SetWorkerRoleRequest* request,
     internal::v1::SetWorkerRoleResponse*) {
+  if (auto* refused = RefuseUnary(cluster_key_, kClusterKey, context)) return refused;
   auto* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(cluster_->SetRole(request->worker_id(), request->role())));
   return reactor;
@@ -184,6 +191,7 @@ grpc::ServerUnaryReactor* AdminService::SetWorkerRole(
 grpc::ServerUnaryReactor* AdminService::DrainWorker(grpc::CallbackServerContext* context,
                                                     const internal::v1::DrainWorkerRequest* request,
                                                     internal::v1::DrainWorkerResponse*) {
+  if (auto* refused = RefuseUnary(cluster_key_, kClusterKey, context)) return refused;
   auto* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(cluster_->SetDraining(request->worker_id())));
   return reactor;

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "scheduler/cluster.h"
+#include "server/auth.h"
 #include "tokenfab/internal/v1/control.grpc.pb.h"
 
 namespace tokenfab {
@@ -25,7 +26,9 @@ class ControlService final : public internal::v1::WorkerControl::CallbackService
   using GoneCallback = std::function<void(const std::string& worker_id)>;
   // Starts the reaper; `cluster` must outlive this. `on_tick` (optional)
   // runs on the reaper's thread after each check, every 200 ms.
-  ControlService(Cluster* cluster, GoneCallback on_gone, std::function<void()> on_tick = nullptr);
+  // Workers attach with the cluster key (auth.h; open: none needed).
+  ControlService(Cluster* cluster, KeySet cluster_key, GoneCallback on_gone,
+                 std::function<void()> on_tick = nullptr);
   ~ControlService() override;  // stops the reaper
   // This router process's id, sent in every welcome.
   uint64_t router_id() const { return router_id_; }
@@ -37,6 +40,7 @@ class ControlService final : public internal::v1::WorkerControl::CallbackService
   void Reap();
 
   Cluster* cluster_;
+  const KeySet cluster_key_;
   const uint64_t router_id_;
   GoneCallback on_gone_;
   std::function<void()> on_tick_;
@@ -47,7 +51,9 @@ class ControlService final : public internal::v1::WorkerControl::CallbackService
 
 class AdminService final : public internal::v1::RouterAdmin::CallbackService {
  public:
-  explicit AdminService(Cluster* cluster) : cluster_(cluster) {}
+  // Calls need the cluster key (auth.h; open: none needed).
+  AdminService(Cluster* cluster, KeySet cluster_key)
+      : cluster_(cluster), cluster_key_(std::move(cluster_key)) {}
   grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* context,
                                         const internal::v1::ListWorkersRequest* request,
                                         internal::v1::ListWorkersResponse* response) override;
@@ -60,6 +66,7 @@ class AdminService final : public internal::v1::RouterAdmin::CallbackService {
 
  private:
   Cluster* cluster_;
+  const KeySet cluster_key_;
 };
 
 }  // namespace tokenfab

@@ -35,7 +35,7 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
     Router* router, const FrontendOptions& o,
     const std::vector<std::shared_ptr<prometheus::Collectable>>& metrics) {
   std::unique_ptr<Frontend> f(new Frontend());
-  f->service_ = std::make_unique<GenerationService>(router);
+  f->service_ = std::make_unique<GenerationService>(router, o.api_keys);
   EnableHealthService();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -53,6 +53,7 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   http.port = o.http_port;
   http.threads = o.http_threads;
   http.json_routes = o.json_routes;
+  http.api_keys = o.api_keys;
   auto server = HttpServer::Start(router, http);
   if (!server.ok()) return server.status();
   f->http_ = std::move(*server);

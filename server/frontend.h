@@ -39,6 +39,8 @@ struct FrontendOptions {
   int32_t http_port = 8000;
   int32_t http_threads = 1;
   int32_t metrics_port = 9400;
+  // What gRPC Generation and HTTP /v1/* need (auth.h); health and metrics are open.
+  KeySet api_keys;
   // Extra services on the gRPC port (e.g. nothing, or admin for tests).
   std::vector<grpc::Service*> extra_services;
   // Extra GET endpoints of the HTTP face (HttpServerOptions::json_routes).

@@ -153,12 +153,16 @@ absl::Status ParseRequest(const grpc::ByteBuffer& bytes, google::protobuf::Messa
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* GenerationService::Generate(
     grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
+  if (grpc::Status s = Authorize(api_keys_, kApiKey, *context); !s.ok()) {
+    return new RefusedCall<grpc::ServerWriteReactor<grpc::ByteBuffer>>(s);
+  }
   return new GenerateReactor(router_, context, *request);
 }
 
 grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContext* context,
                                                       const grpc::ByteBuffer* request,
                                                       grpc::ByteBuffer* response) {
+  if (auto* refused = RefuseUnary(api_keys_, kApiKey, context)) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   v1::TokenizeRequest parsed;
   absl::Status s = ParseRequest(*request, &parsed);
@@ -174,6 +178,7 @@ grpc::ServerUnaryReactor* GenerationService::Tokenize(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* GenerationService::ListModels(grpc::CallbackServerContext* context,
                                                         const v1::ListModelsRequest*,
                                                         v1::ListModelsResponse* response) {
+  if (auto* refused = RefuseUnary(api_keys_, kApiKey, context)) return refused;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   *response = router_->ListModels();
   reactor->Finish(grpc::Status::OK);

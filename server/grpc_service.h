@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "grpcpp/grpcpp.h"
+#include "server/auth.h"
 #include "server/router.h"
 #include "tokenfab/v1/generation.grpc.pb.h"
 
@@ -31,7 +32,9 @@ class GenerationService final
     : public v1::Generation::WithRawCallbackMethod_Generate<
           v1::Generation::WithRawCallbackMethod_Tokenize<v1::Generation::CallbackService>> {
  public:
-  explicit GenerationService(Router* router) : router_(router) {}
+  // Calls need one of `api_keys` (auth.h; open: none needed).
+  GenerationService(Router* router, KeySet api_keys)
+      : router_(router), api_keys_(std::move(api_keys)) {}
 
   grpc::ServerWriteReactor<grpc::ByteBuffer>* Generate(grpc::CallbackServerContext* context,
                                                        const grpc::ByteBuffer* request) override;
@@ -44,6 +47,7 @@ class GenerationService final
 
  private:
   Router* router_;
+  const KeySet api_keys_;
 };
 
 }  // namespace tokenfab

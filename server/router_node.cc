@@ -11,7 +11,7 @@ absl::StatusOr<std::unique_ptr<RouterNode>> RouterNode::Start(
     std::vector<std::shared_ptr<prometheus::Collectable>> extra_metrics) {
   std::unique_ptr<RouterNode> node(new RouterNode());
   node->cluster_ = std::make_unique<Cluster>(o.routing, ModelFingerprint(model), kKvWireVersion);
-  node->stubs_ = std::make_shared<WorkerStubs>();
+  node->stubs_ = std::make_shared<WorkerStubs>(o.cluster_key.first());
   node->client_ = std::make_unique<ClusterWorkerClient>(node->cluster_.get(), node->stubs_);
   node->request_registry_ = std::make_shared<prometheus::Registry>();
   node->request_metrics_ = std::make_unique<RequestMetrics>(*node->request_registry_);
@@ -28,12 +28,14 @@ absl::StatusOr<std::unique_ptr<RouterNode>> RouterNode::Start(
   ClusterWorkerClient* client = node->client_.get();
   RouterNode* raw = node.get();
   node->control_ = std::make_unique<ControlService>(
-      node->cluster_.get(), [client](const std::string& id) { client->WorkerGone(id); },
+      node->cluster_.get(), o.cluster_key,
+      [client](const std::string& id) { client->WorkerGone(id); },
       [raw] {
         // grpc.health.v1 says NOT_SERVING while no worker can decode, as /health does.
-        if (Frontend* f = raw->serving_frontend_.load()) f->SetServing(raw->cluster_->HasDecodeWorker());
+        if (Frontend* f = raw->serving_frontend_.load())
+          f->SetServing(raw->cluster_->HasDecodeWorker());
       });
-  node->admin_ = std::make_unique<AdminService>(node->cluster_.get());
+  node->admin_ = std::make_unique<AdminService>(node->cluster_.get(), o.cluster_key);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(StrCat(o.internal_host, ":", o.internal_port),
                            grpc::InsecureServerCredentials(), &node->internal_port_);

@@ -14,10 +14,11 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
+#include "prometheus/registry.h"
 #include "scheduler/cluster.h"
+#include "server/auth.h"
 #include "server/cluster_worker_client.h"
 #include "server/control_service.h"
-#include "prometheus/registry.h"
 #include "server/frontend.h"
 #include "server/planner_loop.h"
 #include "server/request_metrics.h"
@@ -35,6 +36,9 @@ struct RouterNodeOptions {
   // The planner runs when a profile is given (--planner-profile).
   std::optional<Profile> planner_profile;
   PlannerLoopOptions planner;
+  // What the internal port needs, and what the router's calls to workers
+  // carry (auth.h).
+  KeySet cluster_key;
 };
 
 class RouterNode {

@@ -209,8 +209,9 @@ void RouterSet::Update() {
       if (clients_.contains(target)) continue;
       internal::v1::WorkerHello hello = hello_;
       hello.set_role(role_);
-      clients_[target].client = std::make_unique<AttachClient>(
-          target, std::move(hello), CallbacksFor(target), options_.report_interval, cached_);
+      clients_[target].client =
+          std::make_unique<AttachClient>(target, std::move(hello), CallbacksFor(target),
+                                         options_.report_interval, cached_, options_.cluster_key);
     }
   }
   gone.clear();  // outside the lock: their threads call back into this

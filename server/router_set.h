@@ -51,6 +51,7 @@ struct RouterSetOptions {
   std::string routers;  // the --router value
   std::chrono::milliseconds report_interval{200};
   std::chrono::milliseconds resolve_interval{5000};
+  std::string cluster_key;  // sent on every Attach stream (auth.h)
 };
 
 class RouterSet {

@@ -142,7 +142,7 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
     ASSIGN_OR_RETURN(node->transport_, TcpTransport::Create(to));
   }
 
-  node->stubs_ = std::make_shared<WorkerStubs>();
+  node->stubs_ = std::make_shared<WorkerStubs>(o.cluster_key.first());
   node->prefiller_ = std::make_unique<TransportPrefiller>(
       node->transport_.get(),
       [stubs = node->stubs_](
@@ -179,8 +179,9 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
                                                        &node->power_fallback_));
   }
 
-  node->service_ = std::make_unique<WorkerService>(node->engine_.get(), node->transport_.get(),
-                                                   [raw = node.get()] { raw->StartDraining(); });
+  node->service_ = std::make_unique<WorkerService>(
+      node->engine_.get(), node->transport_.get(), [raw = node.get()] { raw->StartDraining(); },
+      o.cluster_key);
   EnableHealthService();
   grpc::ServerBuilder builder;
   int port = 0;
@@ -221,6 +222,7 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   RouterSetOptions ro;
   ro.routers = o.router;
   ro.report_interval = o.report_interval;
+  ro.cluster_key = o.cluster_key.first();
   ASSIGN_OR_RETURN(node->routers_, RouterSet::Start(std::move(ro), std::move(hello), std::move(callbacks)));
   relay->SetTarget(node->routers_.get());
   {

@@ -17,9 +17,10 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "scheduler/profile.h"
+#include "server/auth.h"
 #include "server/router_set.h"
 #include "server/worker_service.h"
-#include "scheduler/profile.h"
 #include "worker/engine/backend.h"
 #include "worker/engine/backend_factory.h"
 #include "worker/engine/engine.h"
@@ -60,6 +61,9 @@ struct WorkerNodeOptions {
   int32_t power_sharers = 1;
   // Called on the engine thread after every step (step histograms).
   std::function<void(const StepRecord&)> on_step;
+  // What the Worker service needs, and what this worker's calls to routers
+  // and to other workers carry (auth.h).
+  KeySet cluster_key;
 };
 
 class WorkerNode {

@@ -88,19 +88,24 @@ class PrefillReactor : public grpc::ServerUnaryReactor {
 }  // namespace
 
 grpc::ServerWriteReactor<WorkerOutput>* WorkerService::Generate(
-    grpc::CallbackServerContext*, const internal::v1::WorkerRequest* request) {
+    grpc::CallbackServerContext* context, const internal::v1::WorkerRequest* request) {
+  if (grpc::Status s = Authorize(cluster_key_, kClusterKey, *context); !s.ok()) {
+    return new RefusedCall<grpc::ServerWriteReactor<WorkerOutput>>(s);
+  }
   return new GenerateReactor(engine_, &in_flight_, draining_, *request);
 }
 
-grpc::ServerUnaryReactor* WorkerService::Prefill(grpc::CallbackServerContext*,
+grpc::ServerUnaryReactor* WorkerService::Prefill(grpc::CallbackServerContext* context,
                                                  const internal::v1::PrefillRequest* request,
                                                  internal::v1::PrefillReply* reply) {
+  if (auto* refused = RefuseUnary(cluster_key_, kClusterKey, context)) return refused;
   return new PrefillReactor(engine_, transport_, &in_flight_, draining_, *request, reply);
 }
 
 grpc::ServerUnaryReactor* WorkerService::Drain(grpc::CallbackServerContext* context,
                                                const internal::v1::DrainRequest*,
                                                internal::v1::DrainReply* reply) {
+  if (auto* refused = RefuseUnary(cluster_key_, kClusterKey, context)) return refused;
   on_drain_();
   const EngineStats s = engine_->Stats();
   reply->set_calls_in_flight(in_flight_);

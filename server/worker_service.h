@@ -15,6 +15,7 @@
 #include <functional>
 
 #include "grpcpp/grpcpp.h"
+#include "server/auth.h"
 #include "tokenfab/internal/v1/worker.grpc.pb.h"
 #include "worker/engine/engine.h"
 #include "worker/transport/kv_transport.h"
@@ -25,8 +26,13 @@ class WorkerService final : public internal::v1::Worker::CallbackService {
  public:
   // `engine` and `transport` must outlive the service's server. `on_drain`
   // (any thread, maybe more than once) starts the drain.
-  WorkerService(Engine* engine, KvTransport* transport, std::function<void()> on_drain)
-      : engine_(engine), transport_(transport), on_drain_(std::move(on_drain)) {}
+  // Calls need the cluster key (auth.h; open: none needed).
+  WorkerService(Engine* engine, KvTransport* transport, std::function<void()> on_drain,
+                KeySet cluster_key)
+      : engine_(engine),
+        transport_(transport),
+        on_drain_(std::move(on_drain)),
+        cluster_key_(std::move(cluster_key)) {}
 
   grpc::ServerWriteReactor<internal::v1::WorkerOutput>* Generate(
       grpc::CallbackServerContext* context, const internal::v1::WorkerRequest* request) override;
@@ -52,6 +58,7 @@ class WorkerService final : public internal::v1::Worker::CallbackService {
   Engine* engine_;
   KvTransport* transport_;
   const std::function<void()> on_drain_;
+  const KeySet cluster_key_;
   std::atomic<bool> draining_{false};
   std::atomic<int32_t> in_flight_{0};
 };

@@ -1,5 +1,6 @@
 // gRPC stubs for workers' Worker services, one channel per address, shared
-// by the router's calls and a decode worker's Prefill calls. Thread-safe.
+// by the router's calls and a decode worker's Prefill calls; every call
+// carries the cluster key, if there is one. Thread-safe.
 #ifndef TOKENFAB_SERVER_WORKER_STUBS_H_
 #define TOKENFAB_SERVER_WORKER_STUBS_H_
 
@@ -10,12 +11,15 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
+#include "server/auth.h"
 #include "tokenfab/internal/v1/worker.grpc.pb.h"
 
 namespace tokenfab {
 
 class WorkerStubs {
  public:
+  explicit WorkerStubs(std::string cluster_key = "") : cluster_key_(std::move(cluster_key)) {}
+
   std::shared_ptr<internal::v1::Worker::Stub> Get(const std::string& address) {
     absl::MutexLock lock(&mu_);
     auto& stub = stubs_[address];
@@ -24,13 +28,13 @@ class WorkerStubs {
       // Reconnect fast after a worker restarts on the same address.
       args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
       args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-      stub = internal::v1::Worker::NewStub(
-          grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+      stub = internal::v1::Worker::NewStub(KeyedChannel(address, cluster_key_, args));
     }
     return stub;
   }
 
  private:
+  const std::string cluster_key_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<internal::v1::Worker::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_split.h"
 #include "common/strings.h"
+#include "server/cli/auth_flags.h"
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
 #include "server/loadgen/driver.h"
@@ -112,6 +113,8 @@ int RunBench(const std::vector<std::string>& args) {
                   "the workers' /metrics URLs, comma-separated, whose energy meters the run's "
                   "tokens per joule come from (default: http://TARGET_HOST:9400/metrics, where "
                   "`tokenfab serve` has them; 'none' skips)");
+  std::string api_key_file;
+  AddApiKeyFlag(flags, &api_key_file, /*serving=*/false);
   if (int rc = ParseFlagsOrExit(flags, "bench", args); rc >= 0) return rc;
   auto usage_error = [](const absl::Status& s) {
     ReportError("bench", s);
@@ -120,7 +123,10 @@ int RunBench(const std::vector<std::string>& args) {
   if (absl::Status s = Validate(f); !s.ok()) return usage_error(s);
   absl::StatusOr<loadgen::Target> target = loadgen::ParseTarget(f.target);
   if (!target.ok()) return usage_error(target.status());
-  auto client = loadgen::CreateLoadClient(*target, {.extra_body_json = f.extra_body});
+  absl::StatusOr<KeySet> api_key = LoadApiKeys(api_key_file);
+  if (!api_key.ok()) return usage_error(api_key.status());
+  auto client = loadgen::CreateLoadClient(
+      *target, {.extra_body_json = f.extra_body, .api_key = api_key->first()});
   if (!client.ok()) return usage_error(client.status());
   const uint64_t seed = f.seed.value_or(0);
 

@@ -2,10 +2,12 @@
 // running server to the terminal.
 //
 //   tokenfab complete --server HOST:PORT --prompt TEXT [--chat] [--max-tokens N]
+//                     [--api-key-file F]
 #include <cstdio>
 
 #include "common/strings.h"
 #include "grpcpp/grpcpp.h"
+#include "server/cli/auth_flags.h"
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
 #include "tokenfab/v1/generation.grpc.pb.h"
@@ -30,9 +32,15 @@ int RunComplete(const std::vector<std::string>& args) {
   flags.AddOptionalUint64("seed", &seed, "sampling seed");
   flags.AddInt("timeout", &timeout_s, "deadline in seconds (default 600)");
   flags.AddBool("print-token-ids", &print_ids, "end with a line `token_ids: <ids>`");
+  std::string api_key_file;
+  AddApiKeyFlag(flags, &api_key_file, /*serving=*/false);
   if (int rc = ParseFlagsOrExit(flags, "complete", args); rc >= 0) return rc;
-  if (max_tokens <= 0) {
-    ReportError("complete", absl::InvalidArgumentError("--max-tokens must be positive"));
+  absl::StatusOr<KeySet> api_key = LoadApiKeys(api_key_file);
+  absl::Status check = api_key.status();
+  if (check.ok() && max_tokens <= 0)
+    check = absl::InvalidArgumentError("--max-tokens must be positive");
+  if (!check.ok()) {
+    ReportError("complete", check);
     return kExitUsage;
   }
 
@@ -54,7 +62,7 @@ int RunComplete(const std::vector<std::string>& args) {
   request.mutable_sampling()->set_temperature(temperature);
   if (seed) request.mutable_sampling()->set_seed(*seed);
 
-  auto channel = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  auto channel = KeyedChannel(server, api_key->first());
   auto stub = v1::Generation::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));

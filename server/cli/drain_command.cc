@@ -4,13 +4,14 @@
 // then ends it at once. A Kubernetes preStop hook runs this, so a pod that
 // is going away finishes its requests within the grace period.
 //
-//   tokenfab drain [--target HOST:PORT] [--timeout-s N]
+//   tokenfab drain [--target HOST:PORT] [--timeout-s N] [--cluster-key-file F]
 #include <algorithm>
 #include <cstdio>
 #include <thread>
 
 #include "common/strings.h"
 #include "grpcpp/grpcpp.h"
+#include "server/cli/auth_flags.h"
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
@@ -28,13 +29,17 @@ int RunDrain(const std::vector<std::string>& args) {
                   "HOST:PORT of the worker's --listen (default 127.0.0.1:50060)");
   flags.AddInt("timeout-s", &timeout_s,
                "give up (exit 1) if requests are still in flight after this long (default 60)");
+  std::string cluster_key_file;
+  AddClusterKeyFlag(flags, &cluster_key_file, /*serving=*/false);
   if (int rc = ParseFlagsOrExit(flags, "drain", args); rc >= 0) return rc;
-  if (absl::Status s = CheckRange("timeout-s", timeout_s, 0, 86400); !s.ok()) {
-    ReportError("drain", s);
+  absl::StatusOr<KeySet> key = LoadClusterKey(cluster_key_file);
+  absl::Status check = key.status();
+  if (check.ok()) check = CheckRange("timeout-s", timeout_s, 0, 86400);
+  if (!check.ok()) {
+    ReportError("drain", check);
     return kExitUsage;
   }
-  auto stub = internal::v1::Worker::NewStub(
-      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  auto stub = internal::v1::Worker::NewStub(KeyedChannel(target, key->first()));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   int32_t first = -1;
   while (true) {

@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "common/strings.h"
+#include "server/cli/auth_flags.h"
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
@@ -39,8 +40,19 @@ int RunRouter(const std::vector<std::string>& args) {
   AddRoutingFlags(flags, &o.routing, &worker_timeout_ms, &max_prefill_queue);
   PlannerFlags planner;
   AddPlannerFlags(flags, &planner);
+  std::string api_key_file, cluster_key_file;
+  AddApiKeyFlag(flags, &api_key_file, /*serving=*/true);
+  AddClusterKeyFlag(flags, &cluster_key_file, /*serving=*/true);
   if (int rc = ParseFlagsOrExit(flags, "router", args); rc >= 0) return rc;
   absl::Status check = FinishRoutingFlags(&o.routing, worker_timeout_ms, max_prefill_queue);
+  absl::StatusOr<KeySet> api_keys = LoadApiKeys(api_key_file);
+  absl::StatusOr<KeySet> cluster_key = LoadClusterKey(cluster_key_file);
+  if (check.ok()) check = api_keys.status();
+  if (check.ok()) check = cluster_key.status();
+  if (check.ok()) {
+    o.frontend.api_keys = *std::move(api_keys);
+    o.cluster_key = *std::move(cluster_key);
+  }
   if (check.ok()) check = FinishPlannerFlags(planner, &o.planner_profile, &o.planner);
   for (auto [name, v] : {std::pair<std::string_view, int32_t>{"grpc-port", o.frontend.grpc_port},
                          {"http-port", o.frontend.http_port},

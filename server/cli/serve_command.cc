@@ -16,24 +16,25 @@
 #include "absl/time/clock.h"
 #include "common/strings.h"
 #include "common/thread_pool.h"
+#include "prometheus/registry.h"
+#include "scheduler/cluster.h"
+#include "server/cli/auth_flags.h"
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
 #include "server/cli/planner_flags.h"
-#include "server/cli/routing_flags.h"
-#include "prometheus/registry.h"
-#include "scheduler/cluster.h"
 #include "server/cli/power_flags.h"
-#include "server/request_metrics.h"
-#include "server/worker_metrics.h"
-#include "worker/engine_energy.h"
+#include "server/cli/routing_flags.h"
 #include "server/frontend.h"
 #include "server/in_process_worker.h"
+#include "server/request_metrics.h"
 #include "server/router.h"
 #include "server/router_node.h"
+#include "server/worker_metrics.h"
 #include "server/worker_node.h"
 #include "worker/engine/backend_factory.h"
 #include "worker/engine/engine.h"
+#include "worker/engine_energy.h"
 #include "worker/model_loader.h"
 
 namespace tokenfab {
@@ -118,8 +119,15 @@ int RunServe(const std::vector<std::string>& args) {
   AddPlannerFlags(flags, &planner);
   AddEngineFlags(flags, &engine, std::min(HardwareThreads(), 1024));
   AddPowerFlags(flags, &power);
+  std::string api_key_file;
+  AddApiKeyFlag(flags, &api_key_file, /*serving=*/true);
   if (int rc = ParseFlagsOrExit(flags, "serve", args); rc >= 0) return rc;
-  absl::Status check = CheckEngineFlags(engine);
+  absl::StatusOr<KeySet> api_keys = LoadApiKeys(api_key_file);
+  absl::Status check = api_keys.status();
+  if (check.ok()) {
+    fo.api_keys = *std::move(api_keys);
+    check = CheckEngineFlags(engine);
+  }
   if (check.ok()) check = CheckPowerFlags(power);
   for (auto [name, v] : {std::pair<std::string_view, int32_t>{"grpc-port", fo.grpc_port},
                          {"http-port", fo.http_port},
@@ -160,6 +168,9 @@ int RunServe(const std::vector<std::string>& args) {
   ro.model_id = id;
   ro.internal_host = "127.0.0.1";
   ro.internal_port = 0;
+  // The workers' loopback ports are this process's alone: a fresh key keeps
+  // other local users from driving them.
+  ro.cluster_key = KeySet::Random();
   std::vector<std::unique_ptr<WorkerNode>> nodes;
   auto step_registry = std::make_shared<prometheus::Registry>();
   StepMetrics steps(*step_registry);
@@ -188,6 +199,7 @@ int RunServe(const std::vector<std::string>& args) {
     wo.power = power.options(wo.engine.device);
     wo.power_sharers = workers;
     wo.on_step = steps.ForWorker(wo.id);
+    wo.cluster_key = ro.cluster_key;
     auto node = WorkerNode::Start(**model, wo);
     if (!node.ok()) return ReportError("serve", node.status());
     WorkerNode* raw = node->get();

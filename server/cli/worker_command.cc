@@ -11,16 +11,17 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/strings.h"
+#include "prometheus/registry.h"
 #include "scheduler/cluster.h"
 #include "scheduler/profile.h"
+#include "server/cli/auth_flags.h"
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
-#include "prometheus/registry.h"
 #include "server/cli/power_flags.h"
-#include "server/worker_metrics.h"
 #include "server/frontend.h"
 #include "server/router_set.h"
+#include "server/worker_metrics.h"
 #include "server/worker_node.h"
 
 namespace tokenfab {
@@ -74,6 +75,8 @@ int RunWorker(const std::vector<std::string>& args) {
                "on SIGTERM, how long requests in flight may take to finish (default 60)");
   AddEngineFlags(flags, &engine, 1);
   AddPowerFlags(flags, &power);
+  std::string cluster_key_file;
+  AddClusterKeyFlag(flags, &cluster_key_file, /*serving=*/true);
   if (int rc = ParseFlagsOrExit(flags, "worker", args); rc >= 0) return rc;
   auto parsed_role = ParseRole(role);
   absl::Status check = parsed_role.status();
@@ -84,6 +87,11 @@ int RunWorker(const std::vector<std::string>& args) {
   if (check.ok()) check = CheckRange("prefill-timeout-ms", prefill_timeout_ms, 1, 3600000);
   if (check.ok()) check = CheckRange("drain-timeout-s", drain_timeout_s, 0, 86400);
   if (check.ok()) check = ParseRouterList(o.router).status();
+  if (check.ok()) {
+    absl::StatusOr<KeySet> key = LoadClusterKey(cluster_key_file);
+    check = key.status();
+    if (key.ok()) o.cluster_key = *std::move(key);
+  }
   if (!check.ok()) {
     ReportError("worker", check);
     return kExitUsage;

@@ -187,6 +187,14 @@ void Connection::Handle(Request& request) {
     }
     return SendJson(200, Json{{"status", "ok"}});
   }
+  // Everything under /v1/ needs an API key when the server has any.
+  if (path.starts_with("/v1/") &&
+      !state_->options.api_keys.Admits(request[http::field::authorization])) {
+    return SendError(absl::UnauthenticatedError(
+        request[http::field::authorization].empty()
+            ? "missing API key: send the header 'Authorization: Bearer <key>'"
+            : "invalid API key"));
+  }
   if (path == "/v1/models" || path.starts_with("/v1/models/")) {
     if (method != http::verb::get) return not_allowed("GET");
     return HandleModels(path);
@@ -362,6 +370,7 @@ void Connection::SendJson(int status, const Json& body, int retry_after, std::st
   response->set(http::field::content_type, "application/json");
   if (retry_after > 0) response->set(http::field::retry_after, std::to_string(retry_after));
   if (!allow.empty()) response->set(http::field::allow, allow);
+  if (status == 401) response->set(http::field::www_authenticate, "Bearer");
   response->keep_alive(keep_alive_);
   response->body() = DumpJson(body);
   response->prepare_payload();

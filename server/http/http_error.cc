@@ -64,6 +64,8 @@ HttpError HttpErrorFromStatus(const absl::Status& status) {
     }
     case absl::StatusCode::kNotFound:
       return MakeHttpError(404, "invalid_request_error", message);
+    case absl::StatusCode::kUnauthenticated:  // as OpenAI answers a wrong key
+      return MakeHttpError(401, "invalid_request_error", message, "", "invalid_api_key");
     case absl::StatusCode::kResourceExhausted:
       return MakeHttpError(429, "rate_limit_error", message, "", "rate_limit_exceeded");
     case absl::StatusCode::kUnavailable:

@@ -23,9 +23,9 @@ HttpError MakeHttpError(int http_status, std::string_view type, std::string_view
 
 // InvalidArgument, FailedPrecondition, OutOfRange -> 400 invalid_request_error
 // (param: the request field the message starts with, when it names one);
-// NotFound -> 404; ResourceExhausted -> 429 (the caller adds Retry-After);
-// Unavailable, Cancelled, Aborted -> 503; DeadlineExceeded -> 504;
-// anything else -> 500 server_error.
+// NotFound -> 404; Unauthenticated -> 401 invalid_api_key; ResourceExhausted -> 429 (the caller
+// adds Retry-After); Unavailable, Cancelled, Aborted -> 503; DeadlineExceeded -> 504; anything else
+// -> 500 server_error.
 HttpError HttpErrorFromStatus(const absl::Status& status);
 
 // The request field a message starts with ("temperature must be ...",

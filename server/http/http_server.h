@@ -11,12 +11,13 @@
 #define TOKENFAB_SERVER_HTTP_HTTP_SERVER_H_
 
 #include <cstddef>
-#include <memory>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/auth.h"
 #include "server/router.h"
 
 namespace tokenfab {
@@ -26,6 +27,8 @@ struct HttpServerOptions {
   int port = 8000;  // 0 picks a free port
   int threads = 1;  // io threads
   size_t max_body_bytes = 8 << 20;
+  // Keys that /v1/* needs (auth.h); /health is open.
+  KeySet api_keys;
   // Extra read-only JSON endpoints: GET path -> the JSON document to answer
   // (e.g. the router's /v1/planner). Called on an io thread; must not block.
   std::map<std::string, std::function<std::string()>> json_routes;

@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "common/strings.h"
+#include "server/auth.h"
 #include "tokenfab/v1/generation.grpc.pb.h"
 
 namespace tokenfab::loadgen {
@@ -14,14 +15,14 @@ std::string GrpcError(const grpc::Status& s) {
 
 class GrpcLoadClient : public LoadClient {
  public:
-  explicit GrpcLoadClient(const Target& target) {
+  GrpcLoadClient(const Target& target, const std::string& api_key) {
     const bool v6 = target.host.find(':') != std::string::npos;
     const std::string address = StrCat(v6 ? "[" : "", target.host, v6 ? "]" : "", ":", target.port);
     grpc::ChannelArguments args;
     // Token streams are many small messages; do not let one slow reader's
     // flow-control window stall the others on the shared connection.
     args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 1);
-    channel_ = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    channel_ = KeyedChannel(address, api_key, args);
     stub_ = v1::Generation::NewStub(channel_);
   }
 
@@ -76,8 +77,8 @@ class GrpcLoadClient : public LoadClient {
 
 }  // namespace
 
-std::unique_ptr<LoadClient> NewGrpcLoadClient(const Target& target) {
-  return std::make_unique<GrpcLoadClient>(target);
+std::unique_ptr<LoadClient> NewGrpcLoadClient(const Target& target, const std::string& api_key) {
+  return std::make_unique<GrpcLoadClient>(target, api_key);
 }
 
 }  // namespace tokenfab::loadgen

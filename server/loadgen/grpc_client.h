@@ -5,12 +5,14 @@
 #define TOKENFAB_SERVER_LOADGEN_GRPC_CLIENT_H_
 
 #include <memory>
+#include <string>
 
 #include "server/loadgen/load_client.h"
 
 namespace tokenfab::loadgen {
 
-std::unique_ptr<LoadClient> NewGrpcLoadClient(const Target& target);
+// `api_key`, if any, goes with every call.
+std::unique_ptr<LoadClient> NewGrpcLoadClient(const Target& target, const std::string& api_key);
 
 }  // namespace tokenfab::loadgen
 

@@ -47,6 +47,7 @@ class HttpLoadClient : public LoadClient {
     if (absl::Status s = Connect(ioc, stream); !s.ok()) return s;
     http::request<http::empty_body> req{http::verb::get, "/v1/models", 11};
     req.set(http::field::host, host_header_);
+    SetAuthorization(req);
     beast::error_code ec;
     http::write(stream, req, ec);
     if (ec) return NetError("GET /v1/models", ec);
@@ -85,6 +86,7 @@ class HttpLoadClient : public LoadClient {
 
     http::request<http::string_body> req{http::verb::post, "/v1/completions", 11};
     req.set(http::field::host, host_header_);
+    SetAuthorization(req);
     req.set(http::field::content_type, "application/json");
     req.set(http::field::accept, "text/event-stream");
     req.body() = std::move(*body);
@@ -146,6 +148,12 @@ class HttpLoadClient : public LoadClient {
   }
 
   const Target target_;
+  template <typename Request>
+  void SetAuthorization(Request& req) const {
+    if (!options_.api_key.empty())
+      req.set(http::field::authorization, StrCat("Bearer ", options_.api_key));
+  }
+
   const ClientOptions options_;
   std::string host_header_;
 };

@@ -56,7 +56,7 @@ absl::StatusOr<std::unique_ptr<LoadClient>> CreateLoadClient(const Target& targe
     if (!options.extra_body_json.empty()) {
       return absl::InvalidArgumentError("extra request body fields apply to http:// targets only");
     }
-    return NewGrpcLoadClient(target);
+    return NewGrpcLoadClient(target, options.api_key);
   }
   return NewHttpLoadClient(target, options);
 }

@@ -53,6 +53,7 @@ absl::StatusOr<Target> ParseTarget(const std::string& url);
 // {"logit_bias": {"2": -100}}); ignored over gRPC.
 struct ClientOptions {
   std::string extra_body_json;
+  std::string api_key;  // sent as "authorization: Bearer KEY" when not empty
 };
 
 absl::StatusOr<std::unique_ptr<LoadClient>> CreateLoadClient(const Target& target,

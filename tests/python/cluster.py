@@ -34,8 +34,11 @@ class Cluster:
     """A router; workers are added with start_worker()."""
 
     def __init__(self, grpc_modules, *router_args: str, model: str = str(DEFAULT_MODEL),
-                 host: str = "127.0.0.1", ports: tuple = None, name: str = "router"):
-        """`ports` (gRPC, HTTP, metrics, internal) restarts a router where one was."""
+                 host: str = "127.0.0.1", ports: tuple = None, name: str = "router",
+                 cluster_key: str = None):
+        """`ports` (gRPC, HTTP, metrics, internal) restarts a router where one was;
+        `cluster_key`: what this helper's admin calls send (the router's own
+        keys come with `router_args`)."""
         self.model = model
         self.host = host
         self.grpc_port, self.http_port, self.metrics_port, self.internal_port = \
@@ -47,6 +50,7 @@ class Cluster:
         self.workers = {}
         self.worker_metrics = {}
         self.ports = (self.grpc_port, self.http_port, self.metrics_port, self.internal_port)
+        self.admin_metadata = [("authorization", f"Bearer {cluster_key}")] if cluster_key else None
         self.internal_target = f"{host}:{self.internal_port}"
         self.http_url = f"http://{host}:{self.http_port}"
         self.grpc_target = f"{host}:{self.grpc_port}"
@@ -101,7 +105,8 @@ class Cluster:
         raise RuntimeError(f"worker {worker_id} did not attach:\n{self.router.output()}")
 
     def list_workers(self):
-        return self.admin.ListWorkers(self.control_pb2.ListWorkersRequest(), timeout=5).workers
+        return self.admin.ListWorkers(self.control_pb2.ListWorkersRequest(), timeout=5,
+                                      metadata=self.admin_metadata).workers
 
     def metrics(self) -> dict:
         return scrape(self.metrics_url)

@@ -61,9 +61,11 @@ TEST(ResolveRouterTest, AddressesAndNames) {
 
 // One router's internal port: a Cluster behind the real control service.
 struct Router {
-  explicit Router(const std::string& fingerprint = "model", const std::string& host = "127.0.0.1")
+  explicit Router(const std::string& fingerprint = "model", const std::string& host = "127.0.0.1",
+                  KeySet cluster_key = {})
       : cluster(RoutingOptions{}, fingerprint, 1) {
-    control = std::make_unique<ControlService>(&cluster, [](const std::string&) {});
+    control = std::make_unique<ControlService>(&cluster, std::move(cluster_key),
+                                               [](const std::string&) {});
     grpc::ServerBuilder builder;
     builder.AddListeningPort(host + ":0", grpc::InsecureServerCredentials(), &port);
     builder.RegisterService(control.get());
@@ -157,7 +159,7 @@ TEST(RouterSetTest, EveryRouterSeesTheWorkerItsBlocksAndItsRole) {
   b.server->Shutdown(std::chrono::system_clock::now());
   b.server->Wait();
   Cluster fresh(RoutingOptions{}, "model", 1);
-  ControlService control(&fresh, [](const std::string&) {});
+  ControlService control(&fresh, KeySet(), [](const std::string&) {});
   grpc::ServerBuilder builder;
   builder.AddListeningPort(b.address(), grpc::InsecureServerCredentials());
   builder.RegisterService(&control);
@@ -222,6 +224,55 @@ TEST(RouterSetTest, ARefusalEndsTheWorkerOnlyWhenEveryRouterRefuses) {
   auto refused = RouterSet::Start(options, Hello(), callbacks);
   ASSERT_TRUE(refused.ok()) << refused.status();
   EXPECT_TRUE(WaitFor([&] { return refusals == 1; }));
+}
+
+// A router with a cluster key refuses a worker without it, or with another
+// (final: the worker ends, told why), and takes one with any of its keys.
+TEST(RouterSetTest, OnlyAWorkerWithTheClusterKeyAttaches) {
+  auto keys = KeySet::Parse(
+      "# rotating: new first, old still admitted\n"
+      "new-key-0123456789abcdef\nold-key-0123456789abcdef\n",
+      "test keys");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  Router keyed("model", "127.0.0.1", *keys);
+  for (const auto& [key, why] : std::vector<std::pair<std::string, std::string>>{
+           {"", "missing cluster key"}, {"new-key-0123456789abcdeX", "invalid cluster key"}}) {
+    absl::Mutex mu;
+    std::vector<absl::Status> refusals;
+    AttachCallbacks callbacks;
+    callbacks.load = [] { return internal::v1::WorkerLoadReport(); };
+    callbacks.on_refused = [&](absl::Status s) {
+      absl::MutexLock lock(&mu);
+      refusals.push_back(std::move(s));
+    };
+    RouterSetOptions options;
+    options.routers = keyed.address();
+    options.cluster_key = key;
+    auto set = RouterSet::Start(options, Hello(), callbacks);
+    ASSERT_TRUE(set.ok()) << set.status();
+    ASSERT_TRUE(WaitFor([&] {
+      absl::MutexLock lock(&mu);
+      return !refusals.empty();
+    })) << "key '"
+        << key << "'";
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(refusals[0].code(), absl::StatusCode::kUnauthenticated) << refusals[0];
+    EXPECT_NE(refusals[0].message().find(why), std::string_view::npos) << refusals[0];
+    EXPECT_EQ((*set)->attached(), 0);
+    EXPECT_EQ(keyed.Find("w"), nullptr);
+  }
+  for (const char* key : {"new-key-0123456789abcdef", "old-key-0123456789abcdef"}) {
+    AttachCallbacks callbacks;
+    callbacks.load = [] { return internal::v1::WorkerLoadReport(); };
+    callbacks.on_refused = [](absl::Status s) { ADD_FAILURE() << s; };
+    RouterSetOptions options;
+    options.routers = keyed.address();
+    options.cluster_key = key;
+    auto set = RouterSet::Start(options, Hello(), callbacks);
+    ASSERT_TRUE(set.ok()) << set.status();
+    EXPECT_TRUE(WaitFor([&] { return (*set)->attached() == 1 && keyed.Find("w") != nullptr; }))
+        << key;
+  }
 }
 
 }  // namespace
