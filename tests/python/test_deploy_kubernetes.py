@@ -28,6 +28,8 @@ OVERLAYS = {
     "gpu": ["-f", str(CHART / "values-gpu.yaml")],
     "gpu-hpa": ["-f", str(CHART / "values-gpu.yaml"),
                 "--set", "autoscaling.keda.enabled=false,autoscaling.hpa.enabled=true"],
+    "cpu-keys": ["-f", str(CHART / "values-cpu.yaml"),
+                 "--set", "auth.apiKeySecret=tokenfab-api-keys,auth.clusterKeySecret=tokenfab-cluster-key"],
 }
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject"}
 
@@ -195,6 +197,19 @@ def test_routers_and_workers_use_the_binarys_flags_ports_and_probes(rendered):
         spec = d["spec"]["template"]["spec"]
         assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["runAsUser"] != 0
         assert container(d)["securityContext"]["allowPrivilegeEscalation"] is False
+
+    # Keys come from the Secrets named, as the variables the binary reads;
+    # the drain hook runs in the worker's container, so it has the cluster key.
+    router_env = {e["name"]: e for e in r.get("env", [])}
+    keyed = overlay == "cpu-keys"
+    for name, secret, key, envs in (
+            ("TOKENFAB_API_KEY", "tokenfab-api-keys", "keys", [router_env]),
+            ("TOKENFAB_CLUSTER_KEY", "tokenfab-cluster-key", "key", [router_env, env])):
+        for e in envs:
+            assert (name in e) == keyed, (name, overlay)
+            if keyed:
+                assert e[name]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}
+    assert "TOKENFAB_API_KEY" not in env  # workers serve no public API
 
     resources = w["resources"]
     if overlay.startswith("gpu"):

@@ -69,3 +69,11 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
 {{- end -}}
+
+{{/* The cluster key from its Secret, for routers and workers (empty when unset). */}}
+{{- define "tokenfab.clusterKeyEnv" -}}
+{{- with .Values.auth.clusterKeySecret -}}
+- name: TOKENFAB_CLUSTER_KEY
+  valueFrom: {secretKeyRef: {name: {{ . | quote }}, key: key}}
+{{- end -}}
+{{- end -}}
