@@ -42,7 +42,9 @@ def keyed(tmp_path_factory):
     path = key_file(tmp_path_factory.mktemp("keys"), "api-keys", KEY, OLD_KEY)
     s = Server("--api-key-file", path)
     yield s
-    s.stop()
+    code = s.stop()  # under the sanitizers, a leak or an error fails here
+    assert code == 0, f"tokenfab serve exited with {code}:\n{s.output()}"
+
 
 
 def test_openai_sdk_needs_one_of_the_keys(keyed):
@@ -196,5 +198,10 @@ def test_the_cluster_key_guards_attach_admin_and_the_workers(tmp_path, grpc_modu
         while time.monotonic() < deadline and draining() != {"p": False, "w": True}:
             time.sleep(0.1)
         assert draining() == {"p": False, "w": True}
+        # Everyone that was admitted ends cleanly (under the sanitizers: no
+        # leak, no error).
+        for name in ("w", "p"):
+            assert c.workers[name].stop(timeout=30) == 0, c.workers[name].output()
+        assert c.router.stop(timeout=30) == 0, c.router.output()
     finally:
         c.close()
