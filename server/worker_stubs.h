@@ -18,7 +18,8 @@ namespace tokenfab {
 
 class WorkerStubs {
  public:
-  explicit WorkerStubs(std::string cluster_key = "") : cluster_key_(std::move(cluster_key)) {}
+  // `cluster_key` (auth.h) goes with every call; empty: none.
+  explicit WorkerStubs(std::string cluster_key) : cluster_key_(std::move(cluster_key)) {}
 
   std::shared_ptr<internal::v1::Worker::Stub> Get(const std::string& address) {
     absl::MutexLock lock(&mu_);
