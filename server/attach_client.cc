@@ -11,7 +11,7 @@ using internal::v1::WorkerReport;
 
 AttachClient::AttachClient(std::string router, internal::v1::WorkerHello hello,
                            AttachCallbacks callbacks, std::chrono::milliseconds report_interval,
-                           absl::flat_hash_set<uint64_t> cached, std::string cluster_key)
+                           absl::flat_hash_set<uint64_t> cached, KeySet cluster_key)
     : router_(std::move(router)),
       cluster_key_(std::move(cluster_key)),
       hello_(std::move(hello)),

@@ -46,10 +46,10 @@ class AttachClient {
  public:
   // `hello` is sent on every (re)attach, with the current role and snapshot;
   // `cached` is the prefix cache's block hashes when the client starts;
-  // `cluster_key` (auth.h), if any, goes with the stream.
+  // `cluster_key`'s first key (auth.h), if any, goes with the stream.
   AttachClient(std::string router, internal::v1::WorkerHello hello, AttachCallbacks callbacks,
                std::chrono::milliseconds report_interval = std::chrono::milliseconds(200),
-               absl::flat_hash_set<uint64_t> cached = {}, std::string cluster_key = "");
+               absl::flat_hash_set<uint64_t> cached = {}, KeySet cluster_key = {});
   ~AttachClient();  // closes the stream and joins its threads
 
   // Engine thread: the prefix cache's changes, forwarded in order.
@@ -68,7 +68,7 @@ class AttachClient {
   grpc::Status Session();
 
   const std::string router_;
-  const std::string cluster_key_;
+  const KeySet cluster_key_;
   const internal::v1::WorkerHello hello_;
   const AttachCallbacks callbacks_;
   const std::chrono::milliseconds interval_;

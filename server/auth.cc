@@ -1,8 +1,12 @@
 #include "server/auth.h"
 
+#include <atomic>
 #include <cstdlib>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "common/mapped_file.h"
+#include "common/status_macros.h"
 #include "common/strings.h"
 #include "grpcpp/support/client_interceptor.h"
 #include "openssl/crypto.h"
@@ -22,7 +26,7 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-// Adds the bearer key to every call's initial metadata.
+// Adds the bearer key to a call's initial metadata.
 class BearerInterceptor : public grpc::experimental::Interceptor {
  public:
   explicit BearerInterceptor(std::string value) : value_(std::move(value)) {}
@@ -38,26 +42,27 @@ class BearerInterceptor : public grpc::experimental::Interceptor {
   const std::string value_;
 };
 
+// One interceptor a call, with the key the set holds when the call starts.
 class BearerInterceptorFactory : public grpc::experimental::ClientInterceptorFactoryInterface {
  public:
-  explicit BearerInterceptorFactory(const std::string& key) : value_(StrCat("Bearer ", key)) {}
+  explicit BearerInterceptorFactory(KeySet keys) : keys_(std::move(keys)) {}
   grpc::experimental::Interceptor* CreateClientInterceptor(
       grpc::experimental::ClientRpcInfo*) override {
-    return new BearerInterceptor(value_);  // gRPC owns it for the call
+    return new BearerInterceptor(StrCat("Bearer ", keys_.first()));  // gRPC owns it for the call
   }
 
  private:
-  const std::string value_;
+  const KeySet keys_;
 };
 
-}  // namespace
-
-absl::StatusOr<KeySet> KeySet::Parse(std::string_view text, std::string_view source) {
+// The keys of a file's text (one a line, '#' comments); errors name
+// `source` and the line, never a key.
+absl::StatusOr<std::vector<std::string>> ParseKeys(std::string_view text, std::string_view source) {
   if (text.size() > kMaxKeyFileBytes) {
     return absl::InvalidArgumentError(
         StrCat(source, ": larger than ", kMaxKeyFileBytes, " bytes; expected keys, one a line"));
   }
-  KeySet set;
+  std::vector<std::string> keys;
   int line_number = 0;
   while (!text.empty()) {
     const size_t end = text.find('\n');
@@ -72,21 +77,60 @@ absl::StatusOr<KeySet> KeySet::Parse(std::string_view text, std::string_view sou
     for (char c : line) {
       if (c < 0x21 || c > 0x7e) return bad("a key is visible ASCII, with no spaces inside");
     }
-    set.keys_.emplace_back(line);
+    keys.emplace_back(line);
   }
-  if (set.keys_.empty()) {
+  if (keys.empty()) {
     return absl::InvalidArgumentError(StrCat(source, ": no key in it (one a line, '#' comments)"));
   }
+  return keys;
+}
+
+absl::StatusOr<std::string> ReadKeyFile(const std::string& file, std::string_view flag) {
+  absl::StatusOr<std::string> text = ReadFileToString(file);
+  if (!text.ok())
+    return absl::InvalidArgumentError(StrCat("--", flag, ": ", text.status().message()));
+  return text;
+}
+
+}  // namespace
+
+struct KeySet::State {
+  std::string source;  // as errors and logs name it
+  std::string file;    // the file Reload re-reads; empty: none
+  std::string flag;    // the file's flag
+  mutable absl::Mutex mu;
+  std::vector<std::string> keys ABSL_GUARDED_BY(mu);  // never empty
+  std::string last_text ABSL_GUARDED_BY(mu);          // the file's text (or error) at the last read
+  int64_t reloads ABSL_GUARDED_BY(mu) = 0;
+  int64_t reload_errors ABSL_GUARDED_BY(mu) = 0;
+  std::atomic<int64_t> refused_missing{0};
+  std::atomic<int64_t> refused_invalid{0};
+};
+
+KeySet KeySet::Of(std::vector<std::string> keys, std::string source) {
+  KeySet set;
+  set.state_ = std::make_shared<State>();
+  set.state_->source = std::move(source);
+  absl::MutexLock lock(&set.state_->mu);
+  set.state_->keys = std::move(keys);
   return set;
+}
+
+absl::StatusOr<KeySet> KeySet::Parse(std::string_view text, std::string_view source) {
+  ASSIGN_OR_RETURN(std::vector<std::string> keys, ParseKeys(text, source));
+  return Of(std::move(keys), std::string(source));
 }
 
 absl::StatusOr<KeySet> KeySet::Load(const std::string& file, std::string_view flag,
                                     const char* env) {
   if (!file.empty()) {
-    absl::StatusOr<std::string> text = ReadFileToString(file);
-    if (!text.ok())
-      return absl::InvalidArgumentError(StrCat("--", flag, ": ", text.status().message()));
-    return Parse(*text, StrCat("--", flag, " ", file));
+    ASSIGN_OR_RETURN(std::string text, ReadKeyFile(file, flag));
+    ASSIGN_OR_RETURN(KeySet set, Parse(text, StrCat("--", flag, " ", file)));
+    set.state_->file = file;
+    set.state_->flag = flag;
+    absl::MutexLock lock(&set.state_->mu);
+    set.state_->last_text = std::move(text);
+    return set;
   }
   if (const char* value = std::getenv(env); value != nullptr && *value != '\0') {
     return Parse(value, StrCat("$", env));
@@ -103,18 +147,17 @@ KeySet KeySet::Random() {
     key.push_back(kHex[b >> 4]);
     key.push_back(kHex[b & 15]);
   }
-  KeySet set;
-  set.keys_.push_back(std::move(key));
-  return set;
+  return Of({std::move(key)}, "");
 }
 
-const std::string& KeySet::first() const {
-  static const std::string kNone;
-  return keys_.empty() ? kNone : keys_.front();
+std::string KeySet::first() const {
+  if (open()) return "";
+  absl::ReaderMutexLock lock(&state_->mu);
+  return state_->keys.front();
 }
 
 bool KeySet::Admits(std::string_view authorization) const {
-  if (keys_.empty()) return true;
+  if (open()) return true;
   authorization = Trim(authorization);
   constexpr std::string_view kScheme = "bearer ";
   if (authorization.size() <= kScheme.size()) return false;
@@ -125,11 +168,60 @@ bool KeySet::Admits(std::string_view authorization) const {
   const std::string_view presented = Trim(authorization.substr(kScheme.size()));
   // Every key is compared, each in constant time for its length.
   bool admitted = false;
-  for (const std::string& key : keys_) {
+  absl::ReaderMutexLock lock(&state_->mu);
+  for (const std::string& key : state_->keys) {
     admitted |= key.size() == presented.size() &&
                 CRYPTO_memcmp(key.data(), presented.data(), key.size()) == 0;
   }
   return admitted;
+}
+
+KeyCheck KeySet::Check(std::string_view authorization) const {
+  if (open()) return KeyCheck::kAdmitted;
+  if (Trim(authorization).empty()) {
+    state_->refused_missing.fetch_add(1, std::memory_order_relaxed);
+    return KeyCheck::kMissing;
+  }
+  if (!Admits(authorization)) {
+    state_->refused_invalid.fetch_add(1, std::memory_order_relaxed);
+    return KeyCheck::kInvalid;
+  }
+  return KeyCheck::kAdmitted;
+}
+
+absl::StatusOr<bool> KeySet::Reload() const {
+  if (!reloadable()) return false;
+  absl::StatusOr<std::string> text = ReadKeyFile(state_->file, state_->flag);
+  // An unreadable file is remembered by its error, so it is reported once.
+  const std::string seen = text.ok() ? *text : StrCat("\n", text.status().message());
+  absl::StatusOr<std::vector<std::string>> keys =
+      text.ok() ? ParseKeys(*text, state_->source) : text.status();
+  absl::MutexLock lock(&state_->mu);
+  if (seen == state_->last_text) return false;
+  state_->last_text = seen;
+  if (!keys.ok()) {
+    ++state_->reload_errors;
+    return keys.status();
+  }
+  state_->keys = *std::move(keys);
+  ++state_->reloads;
+  return true;
+}
+
+std::string KeySet::source() const { return open() ? "" : state_->source; }
+
+bool KeySet::reloadable() const { return !open() && !state_->file.empty(); }
+
+KeyStats KeySet::stats() const {
+  KeyStats stats;
+  if (open()) return stats;
+  absl::ReaderMutexLock lock(&state_->mu);
+  stats.keys = static_cast<int32_t>(state_->keys.size());
+  stats.refused_missing = state_->refused_missing.load(std::memory_order_relaxed);
+  stats.refused_invalid = state_->refused_invalid.load(std::memory_order_relaxed);
+  stats.reloads = state_->reloads;
+  stats.reload_errors = state_->reload_errors;
+  return stats;
 }
 
 grpc::Status Authorize(const KeySet& keys, std::string_view what,
@@ -137,14 +229,20 @@ grpc::Status Authorize(const KeySet& keys, std::string_view what,
   if (keys.open()) return grpc::Status::OK;
   const auto& metadata = context.client_metadata();
   const auto found = metadata.find("authorization");
-  if (found == metadata.end()) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
-                        StrCat("missing ", what, ": send metadata 'authorization: Bearer <key>'"));
+  const std::string_view presented =
+      found == metadata.end() ? std::string_view()
+                              : std::string_view(found->second.data(), found->second.size());
+  switch (keys.Check(presented)) {
+    case KeyCheck::kAdmitted:
+      return grpc::Status::OK;
+    case KeyCheck::kMissing:
+      return grpc::Status(
+          grpc::StatusCode::UNAUTHENTICATED,
+          StrCat("missing ", what, ": send metadata 'authorization: Bearer <key>'"));
+    case KeyCheck::kInvalid:
+      break;
   }
-  if (!keys.Admits(std::string_view(found->second.data(), found->second.size()))) {
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, StrCat("invalid ", what));
-  }
-  return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, StrCat("invalid ", what));
 }
 
 grpc::ServerUnaryReactor* RefuseUnary(const KeySet& keys, std::string_view what,
@@ -156,12 +254,12 @@ grpc::ServerUnaryReactor* RefuseUnary(const KeySet& keys, std::string_view what,
   return reactor;
 }
 
-std::shared_ptr<grpc::Channel> KeyedChannel(const std::string& target, const std::string& key,
+std::shared_ptr<grpc::Channel> KeyedChannel(const std::string& target, const KeySet& keys,
                                             const grpc::ChannelArguments& args) {
-  if (key.empty())
+  if (keys.open())
     return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(std::make_unique<BearerInterceptorFactory>(key));
+  interceptors.push_back(std::make_unique<BearerInterceptorFactory>(keys));
   return grpc::experimental::CreateCustomChannelWithInterceptors(
       target, grpc::InsecureChannelCredentials(), args, std::move(interceptors));
 }

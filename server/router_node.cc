@@ -1,6 +1,7 @@
 #include "server/router_node.h"
 
 #include "common/strings.h"
+#include "server/auth_metrics.h"
 #include "server/router_metrics.h"
 #include "worker/transport/kv_wire.h"
 
@@ -11,7 +12,7 @@ absl::StatusOr<std::unique_ptr<RouterNode>> RouterNode::Start(
     std::vector<std::shared_ptr<prometheus::Collectable>> extra_metrics) {
   std::unique_ptr<RouterNode> node(new RouterNode());
   node->cluster_ = std::make_unique<Cluster>(o.routing, ModelFingerprint(model), kKvWireVersion);
-  node->stubs_ = std::make_shared<WorkerStubs>(o.cluster_key.first());
+  node->stubs_ = std::make_shared<WorkerStubs>(o.cluster_key);
   node->client_ = std::make_unique<ClusterWorkerClient>(node->cluster_.get(), node->stubs_);
   node->request_registry_ = std::make_shared<prometheus::Registry>();
   node->request_metrics_ = std::make_unique<RequestMetrics>(*node->request_registry_);
@@ -48,6 +49,8 @@ absl::StatusOr<std::unique_ptr<RouterNode>> RouterNode::Start(
   }
   extra_metrics.push_back(std::make_shared<RouterMetrics>(node->cluster_.get(), client));
   extra_metrics.push_back(node->request_registry_);
+  extra_metrics.push_back(std::make_shared<AuthMetrics>(std::vector<std::pair<std::string, KeySet>>{
+      {"api_key", o.frontend.api_keys}, {"cluster_key", o.cluster_key}}));
   FrontendOptions fo = o.frontend;
   if (o.planner_profile) {
     auto planner =

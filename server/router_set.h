@@ -51,7 +51,7 @@ struct RouterSetOptions {
   std::string routers;  // the --router value
   std::chrono::milliseconds report_interval{200};
   std::chrono::milliseconds resolve_interval{5000};
-  std::string cluster_key;  // sent on every Attach stream (auth.h)
+  KeySet cluster_key;  // its first key goes with every Attach stream (auth.h)
 };
 
 class RouterSet {

@@ -142,7 +142,7 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
     ASSIGN_OR_RETURN(node->transport_, TcpTransport::Create(to));
   }
 
-  node->stubs_ = std::make_shared<WorkerStubs>(o.cluster_key.first());
+  node->stubs_ = std::make_shared<WorkerStubs>(o.cluster_key);
   node->prefiller_ = std::make_unique<TransportPrefiller>(
       node->transport_.get(),
       [stubs = node->stubs_](
@@ -222,7 +222,7 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
   RouterSetOptions ro;
   ro.routers = o.router;
   ro.report_interval = o.report_interval;
-  ro.cluster_key = o.cluster_key.first();
+  ro.cluster_key = o.cluster_key;
   ASSIGN_OR_RETURN(node->routers_, RouterSet::Start(std::move(ro), std::move(hello), std::move(callbacks)));
   relay->SetTarget(node->routers_.get());
   {

@@ -18,8 +18,8 @@ namespace tokenfab {
 
 class WorkerStubs {
  public:
-  // `cluster_key` (auth.h) goes with every call; empty: none.
-  explicit WorkerStubs(std::string cluster_key) : cluster_key_(std::move(cluster_key)) {}
+  // `cluster_key`'s first key (auth.h) goes with every call; open: none.
+  explicit WorkerStubs(KeySet cluster_key) : cluster_key_(std::move(cluster_key)) {}
 
   std::shared_ptr<internal::v1::Worker::Stub> Get(const std::string& address) {
     absl::MutexLock lock(&mu_);
@@ -35,7 +35,7 @@ class WorkerStubs {
   }
 
  private:
-  const std::string cluster_key_;
+  const KeySet cluster_key_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<internal::v1::Worker::Stub>> stubs_
       ABSL_GUARDED_BY(mu_);

@@ -125,8 +125,8 @@ int RunBench(const std::vector<std::string>& args) {
   if (!target.ok()) return usage_error(target.status());
   absl::StatusOr<KeySet> api_key = LoadApiKeys(api_key_file);
   if (!api_key.ok()) return usage_error(api_key.status());
-  auto client = loadgen::CreateLoadClient(
-      *target, {.extra_body_json = f.extra_body, .api_key = api_key->first()});
+  auto client =
+      loadgen::CreateLoadClient(*target, {.extra_body_json = f.extra_body, .api_key = *api_key});
   if (!client.ok()) return usage_error(client.status());
   const uint64_t seed = f.seed.value_or(0);
 

@@ -62,7 +62,7 @@ int RunComplete(const std::vector<std::string>& args) {
   request.mutable_sampling()->set_temperature(temperature);
   if (seed) request.mutable_sampling()->set_seed(*seed);
 
-  auto channel = KeyedChannel(server, api_key->first());
+  auto channel = KeyedChannel(server, *api_key);
   auto stub = v1::Generation::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));

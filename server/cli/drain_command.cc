@@ -39,7 +39,7 @@ int RunDrain(const std::vector<std::string>& args) {
     ReportError("drain", check);
     return kExitUsage;
   }
-  auto stub = internal::v1::Worker::NewStub(KeyedChannel(target, key->first()));
+  auto stub = internal::v1::Worker::NewStub(KeyedChannel(target, *key));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
   int32_t first = -1;
   while (true) {

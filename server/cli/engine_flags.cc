@@ -83,19 +83,23 @@ std::string ModelIdFor(const std::string& model_path, const std::string& model_i
   return id.empty() ? "model" : id;
 }
 
-sigset_t BlockTerminationSignals() {
+sigset_t BlockControlSignals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   return signals;
 }
 
-const char* WaitForSignal(const sigset_t& signals) {
-  int sig = 0;
-  sigwait(&signals, &sig);
-  return sig == SIGINT ? "SIGINT" : "SIGTERM";
+const char* WaitForSignal(const sigset_t& signals, const std::function<void()>& on_hangup) {
+  for (;;) {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    if (sig != SIGHUP) return sig == SIGINT ? "SIGINT" : "SIGTERM";
+    if (on_hangup) on_hangup();
+  }
 }
 
 }  // namespace tokenfab

@@ -7,6 +7,7 @@
 #include <signal.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -47,11 +48,12 @@ std::string DefaultModelPath();
 // --model-id if given, else the model file's name without extension.
 std::string ModelIdFor(const std::string& model_path, const std::string& model_id_flag);
 
-// Blocks SIGINT and SIGTERM in this thread (call before starting threads,
-// which inherit the mask) and returns the set for WaitForSignal.
-sigset_t BlockTerminationSignals();
-// Waits for one of `signals`; returns its name.
-const char* WaitForSignal(const sigset_t& signals);
+// Blocks SIGINT, SIGTERM and SIGHUP in this thread (call before starting
+// threads, which inherit the mask) and returns the set for WaitForSignal.
+sigset_t BlockControlSignals();
+// Waits for SIGINT or SIGTERM and returns its name; each SIGHUP meanwhile
+// calls `on_hangup` (the key files are re-read: key_reloader.h).
+const char* WaitForSignal(const sigset_t& signals, const std::function<void()>& on_hangup = {});
 
 }  // namespace tokenfab
 

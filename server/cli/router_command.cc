@@ -15,6 +15,7 @@
 #include "server/cli/engine_flags.h"
 #include "server/cli/planner_flags.h"
 #include "server/cli/routing_flags.h"
+#include "server/key_reloader.h"
 #include "server/router_node.h"
 
 namespace tokenfab {
@@ -69,7 +70,7 @@ int RunRouter(const std::vector<std::string>& args) {
   o.model_id = ModelIdFor(model_path, model_id);
   o.internal_host = o.frontend.host;
 
-  const sigset_t signals = BlockTerminationSignals();
+  const sigset_t signals = BlockControlSignals();
   auto model = LoadModel(model_path, {.load_weights = false});
   if (!model.ok()) return ReportError("router", model.status());
   auto node = RouterNode::Start(**model, o);
@@ -92,7 +93,9 @@ int RunRouter(const std::vector<std::string>& args) {
                  planner.profile.c_str(), o.planner_profile->hardware.c_str());
   }
   std::fflush(stderr);
-  std::fprintf(stderr, "tokenfab router: %s, shutting down\n", WaitForSignal(signals));
+  KeyReloader keys("tokenfab router", {o.frontend.api_keys, o.cluster_key});
+  std::fprintf(stderr, "tokenfab router: %s, shutting down\n",
+               WaitForSignal(signals, [&keys] { keys.ReloadNow(); }));
   node->reset();
   return 0;
 }

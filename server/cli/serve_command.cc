@@ -18,6 +18,7 @@
 #include "common/thread_pool.h"
 #include "prometheus/registry.h"
 #include "scheduler/cluster.h"
+#include "server/auth_metrics.h"
 #include "server/cli/auth_flags.h"
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
@@ -27,6 +28,7 @@
 #include "server/cli/routing_flags.h"
 #include "server/frontend.h"
 #include "server/in_process_worker.h"
+#include "server/key_reloader.h"
 #include "server/request_metrics.h"
 #include "server/router.h"
 #include "server/router_node.h"
@@ -65,8 +67,11 @@ int ServeDirect(const LoadedModel& model, const EngineFlags& e, bool kv_cache_mb
                       .model = model_id,
                       .device = e.device,
                       .backend = backend_name};
-  auto frontend = Frontend::Start(
-      &router, fo, {std::make_shared<WorkerMetrics>(std::vector<WorkerSource>{source}), registry});
+  auto frontend =
+      Frontend::Start(&router, fo,
+                      {std::make_shared<WorkerMetrics>(std::vector<WorkerSource>{source}), registry,
+                       std::make_shared<AuthMetrics>(
+                           std::vector<std::pair<std::string, KeySet>>{{"api_key", fo.api_keys}})});
   if (!frontend.ok()) return ReportError("serve", frontend.status());
   PrintPowerSource("serve", (*energy)->meter(), power_fallback);
   std::fprintf(
@@ -78,7 +83,9 @@ int ServeDirect(const LoadedModel& model, const EngineFlags& e, bool kv_cache_mb
       fo.host.c_str(), (*frontend)->grpc_port(), fo.host.c_str(), (*frontend)->http_port(),
       fo.host.c_str(), (*frontend)->metrics_port());
   std::fflush(stderr);
-  std::fprintf(stderr, "tokenfab serve: %s, shutting down\n", WaitForSignal(signals));
+  KeyReloader keys("tokenfab serve", {fo.api_keys});
+  std::fprintf(stderr, "tokenfab serve: %s, shutting down\n",
+               WaitForSignal(signals, [&keys] { keys.ReloadNow(); }));
   // Stop taking requests, end the ones in flight (they finish as cancelled),
   // then stop the engine.
   (*frontend)->Shutdown();
@@ -155,7 +162,7 @@ int RunServe(const std::vector<std::string>& args) {
   if (model_path.empty()) model_path = DefaultModelPath();
   const std::string id = ModelIdFor(model_path, model_id);
 
-  const sigset_t signals = BlockTerminationSignals();
+  const sigset_t signals = BlockControlSignals();
   auto model = LoadModel(model_path);
   if (!model.ok()) return ReportError("serve", model.status());
   if (workers == 0) {
@@ -235,7 +242,9 @@ int RunServe(const std::vector<std::string>& args) {
       fo.host.c_str(), (*router)->frontend().http_port(), fo.host.c_str(),
       (*router)->frontend().metrics_port());
   std::fflush(stderr);
-  std::fprintf(stderr, "tokenfab serve: %s, shutting down\n", WaitForSignal(signals));
+  KeyReloader keys("tokenfab serve", {fo.api_keys});
+  std::fprintf(stderr, "tokenfab serve: %s, shutting down\n",
+               WaitForSignal(signals, [&keys] { keys.ReloadNow(); }));
   (*router)->Shutdown();
   router->reset();
   nodes.clear();

@@ -14,12 +14,14 @@
 #include "prometheus/registry.h"
 #include "scheduler/cluster.h"
 #include "scheduler/profile.h"
+#include "server/auth_metrics.h"
 #include "server/cli/auth_flags.h"
 #include "server/cli/cli_util.h"
 #include "server/cli/commands.h"
 #include "server/cli/engine_flags.h"
 #include "server/cli/power_flags.h"
 #include "server/frontend.h"
+#include "server/key_reloader.h"
 #include "server/router_set.h"
 #include "server/worker_metrics.h"
 #include "server/worker_node.h"
@@ -124,7 +126,7 @@ int RunWorker(const std::vector<std::string>& args) {
   StepMetrics steps(*step_registry);
   o.on_step = steps.ForWorker("", o.backend);
 
-  const sigset_t signals = BlockTerminationSignals();
+  const sigset_t signals = BlockControlSignals();
   // A simulated worker needs the model's vocabulary and shapes, not its
   // weights.
   auto model = LoadModel(model_path, {.load_weights = !sim});
@@ -144,7 +146,9 @@ int RunWorker(const std::vector<std::string>& args) {
                         .role = [raw] { return std::string(RoleName(raw->role())); }};
     auto e = MetricsEndpoint::Start(
         metrics_host, metrics_port,
-        {std::make_shared<WorkerMetrics>(std::vector<WorkerSource>{source}), step_registry});
+        {std::make_shared<WorkerMetrics>(std::vector<WorkerSource>{source}), step_registry,
+         std::make_shared<AuthMetrics>(
+             std::vector<std::pair<std::string, KeySet>>{{"cluster_key", o.cluster_key}})});
     if (!e.ok()) return ReportError("worker", e.status());
     exposer = std::move(*e);
   }
@@ -156,12 +160,16 @@ int RunWorker(const std::vector<std::string>& args) {
                exposer ? StrCat(", metrics on port ", exposer->port()).c_str() : "");
   std::fflush(stderr);
 
-  absl::Notification signalled;
-  std::thread([&signals, &signalled] {
-    WaitForSignal(signals);
-    signalled.Notify();
+  // The waiting thread may outlive this function (it is detached), so it
+  // shares what it uses.
+  auto signalled = std::make_shared<absl::Notification>();
+  auto keys = std::make_shared<KeyReloader>(StrCat("tokenfab worker ", (*node)->id()),
+                                            std::vector<KeySet>{o.cluster_key});
+  std::thread([signals, signalled, keys] {
+    WaitForSignal(signals, [&keys] { keys->ReloadNow(); });
+    signalled->Notify();
   }).detach();
-  while (!signalled.HasBeenNotified() && !(*node)->exit_requested().HasBeenNotified()) {
+  while (!signalled->HasBeenNotified() && !(*node)->exit_requested().HasBeenNotified()) {
     absl::SleepFor(absl::Milliseconds(50));
   }
   if (absl::Status refused = (*node)->exit_status(); !refused.ok()) {

@@ -188,12 +188,16 @@ void Connection::Handle(Request& request) {
     return SendJson(200, Json{{"status", "ok"}});
   }
   // Everything under /v1/ needs an API key when the server has any.
-  if (path.starts_with("/v1/") &&
-      !state_->options.api_keys.Admits(request[http::field::authorization])) {
-    return SendError(absl::UnauthenticatedError(
-        request[http::field::authorization].empty()
-            ? "missing API key: send the header 'Authorization: Bearer <key>'"
-            : "invalid API key"));
+  if (path.starts_with("/v1/")) {
+    switch (state_->options.api_keys.Check(request[http::field::authorization])) {
+      case KeyCheck::kAdmitted:
+        break;
+      case KeyCheck::kMissing:
+        return SendError(absl::UnauthenticatedError(
+            "missing API key: send the header 'Authorization: Bearer <key>'"));
+      case KeyCheck::kInvalid:
+        return SendError(absl::UnauthenticatedError("invalid API key"));
+    }
   }
   if (path == "/v1/models" || path.starts_with("/v1/models/")) {
     if (method != http::verb::get) return not_allowed("GET");

@@ -15,7 +15,7 @@ std::string GrpcError(const grpc::Status& s) {
 
 class GrpcLoadClient : public LoadClient {
  public:
-  GrpcLoadClient(const Target& target, const std::string& api_key) {
+  GrpcLoadClient(const Target& target, const KeySet& api_key) {
     const bool v6 = target.host.find(':') != std::string::npos;
     const std::string address = StrCat(v6 ? "[" : "", target.host, v6 ? "]" : "", ":", target.port);
     grpc::ChannelArguments args;
@@ -77,7 +77,7 @@ class GrpcLoadClient : public LoadClient {
 
 }  // namespace
 
-std::unique_ptr<LoadClient> NewGrpcLoadClient(const Target& target, const std::string& api_key) {
+std::unique_ptr<LoadClient> NewGrpcLoadClient(const Target& target, const KeySet& api_key) {
   return std::make_unique<GrpcLoadClient>(target, api_key);
 }
 

@@ -11,8 +11,8 @@
 
 namespace tokenfab::loadgen {
 
-// `api_key`, if any, goes with every call.
-std::unique_ptr<LoadClient> NewGrpcLoadClient(const Target& target, const std::string& api_key);
+// `api_key`'s first key, if any, goes with every call.
+std::unique_ptr<LoadClient> NewGrpcLoadClient(const Target& target, const KeySet& api_key);
 
 }  // namespace tokenfab::loadgen
 

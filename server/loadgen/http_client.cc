@@ -150,8 +150,8 @@ class HttpLoadClient : public LoadClient {
   const Target target_;
   template <typename Request>
   void SetAuthorization(Request& req) const {
-    if (!options_.api_key.empty())
-      req.set(http::field::authorization, StrCat("Bearer ", options_.api_key));
+    if (!options_.api_key.open())
+      req.set(http::field::authorization, StrCat("Bearer ", options_.api_key.first()));
   }
 
   const ClientOptions options_;

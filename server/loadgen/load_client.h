@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/auth.h"
 #include "server/loadgen/stats.h"
 
 namespace tokenfab::loadgen {
@@ -53,7 +54,7 @@ absl::StatusOr<Target> ParseTarget(const std::string& url);
 // {"logit_bias": {"2": -100}}); ignored over gRPC.
 struct ClientOptions {
   std::string extra_body_json;
-  std::string api_key;  // sent as "authorization: Bearer KEY" when not empty
+  KeySet api_key;  // its first key is sent as "authorization: Bearer KEY" (auth.h)
 };
 
 absl::StatusOr<std::unique_ptr<LoadClient>> CreateLoadClient(const Target& target,

@@ -1,13 +1,20 @@
 // Keys (server/auth.h): what a key file may hold, which "authorization"
-// values a set admits, and the errors, which never print a key.
+// values a set admits, and the errors, which never print a key; reloading a
+// changed file (key_reloader.h) and the counts the metrics read.
 #include "server/auth.h"
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <string>
 
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "prometheus/client_metric.h"
+#include "prometheus/metric_family.h"
+#include "server/auth_metrics.h"
+#include "server/key_reloader.h"
 
 namespace tokenfab {
 namespace {
@@ -100,6 +107,125 @@ TEST(KeySetTest, LoadsTheFileElseTheEnvironmentElseNothing) {
   EXPECT_NE(missing.status().message().find("--api-key-file"), std::string_view::npos)
       << missing.status();
   std::remove(path.c_str());
+}
+
+class KeyFileTest : public ::testing::Test {
+ protected:
+  void Write(const std::string& text) { std::ofstream(path_, std::ios::trunc) << text; }
+  void TearDown() override { std::remove(path_.c_str()); }
+  const std::string path_ = ::testing::TempDir() + "/auth_test_reload.txt";
+};
+
+TEST_F(KeyFileTest, ReloadTakesAChangedFileInEveryCopyAndSkipsAnUnchangedOne) {
+  Write("old-key-0123456789\n");
+  auto loaded = KeySet::Load(path_, "api-key-file", "TOKENFAB_AUTH_TEST_UNSET");
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const KeySet copy = *loaded;  // as a service holds it
+  EXPECT_TRUE(copy.reloadable());
+  EXPECT_EQ(copy.source(), "--api-key-file " + path_);
+  EXPECT_EQ(loaded->Reload().value_or(true), false) << "the file did not change";
+
+  Write("new-key-0123456789\nold-key-0123456789\n");
+  EXPECT_EQ(loaded->Reload().value_or(false), true);
+  EXPECT_EQ(copy.first(), "new-key-0123456789");
+  EXPECT_TRUE(copy.Admits("Bearer old-key-0123456789"));
+  Write("new-key-0123456789\n");
+  EXPECT_EQ(copy.Reload().value_or(false), true);
+  EXPECT_FALSE(loaded->Admits("Bearer old-key-0123456789"));
+  EXPECT_TRUE(loaded->Admits("Bearer new-key-0123456789"));
+  EXPECT_EQ(copy.stats().reloads, 2);
+  EXPECT_EQ(copy.stats().keys, 1);
+}
+
+TEST_F(KeyFileTest, ABadOrMissingFileKeepsTheOldKeysAndIsReportedOnce) {
+  Write("good-key-0123456789\n");
+  auto keys = KeySet::Load(path_, "cluster-key-file", "TOKENFAB_AUTH_TEST_UNSET");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  for (const std::string bad : {"", "# emptied while editing\n", "has a space\n"}) {
+    Write(bad);
+    absl::StatusOr<bool> refused = keys->Reload();
+    EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument) << "'" << bad << "'";
+    EXPECT_NE(refused.status().message().find("--cluster-key-file " + path_),
+              std::string_view::npos)
+        << refused.status();
+    EXPECT_EQ(keys->Reload().value_or(true), false) << "the same bad text is reported again";
+    EXPECT_TRUE(keys->Admits("Bearer good-key-0123456789")) << "'" << bad << "'";
+    EXPECT_FALSE(keys->open());
+  }
+  std::remove(path_.c_str());
+  EXPECT_FALSE(keys->Reload().ok()) << "a vanished file";
+  EXPECT_EQ(keys->Reload().value_or(true), false);
+  EXPECT_EQ(keys->first(), "good-key-0123456789");
+  Write("good-key-0123456789\n");
+  EXPECT_EQ(keys->Reload().value_or(false), true) << "the file came back";
+  EXPECT_EQ(keys->stats().reload_errors, 4);
+  EXPECT_EQ(keys->stats().reloads, 1);
+}
+
+TEST(KeySetTest, OnlyAFileIsReloadable) {
+  setenv("TOKENFAB_AUTH_TEST_KEY", "env-key-0123456789", 1);
+  auto from_env = KeySet::Load("", "api-key-file", "TOKENFAB_AUTH_TEST_KEY");
+  unsetenv("TOKENFAB_AUTH_TEST_KEY");
+  ASSERT_TRUE(from_env.ok()) << from_env.status();
+  EXPECT_FALSE(from_env->reloadable());
+  EXPECT_EQ(from_env->source(), "$TOKENFAB_AUTH_TEST_KEY");
+  EXPECT_EQ(from_env->Reload().value_or(true), false);
+  EXPECT_FALSE(KeySet::Random().reloadable());
+  EXPECT_FALSE(KeySet().reloadable());
+  EXPECT_EQ(KeySet().Reload().value_or(true), false);
+}
+
+TEST(KeySetTest, CheckCountsMissingAndInvalidKeysButNotAdmittedOnes) {
+  auto keys = KeySet::Parse(kKey, "f");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  EXPECT_EQ(keys->Check("Bearer sk-0123456789abcdef"), KeyCheck::kAdmitted);
+  EXPECT_EQ(keys->Check(""), KeyCheck::kMissing);
+  EXPECT_EQ(keys->Check("  "), KeyCheck::kMissing);
+  EXPECT_EQ(keys->Check("Bearer wrong"), KeyCheck::kInvalid);
+  EXPECT_EQ(keys->Check("sk-0123456789abcdef"), KeyCheck::kInvalid);
+  const KeyStats s = keys->stats();
+  EXPECT_EQ(s.refused_missing, 2);
+  EXPECT_EQ(s.refused_invalid, 2);
+  KeySet open;
+  EXPECT_EQ(open.Check(""), KeyCheck::kAdmitted);
+  EXPECT_EQ(open.stats().refused_missing, 0);
+}
+
+TEST(AuthMetricsTest, EverySecretHasEverySampleFromTheStart) {
+  auto api = KeySet::Parse("a-key-0123456789\nb-key-0123456789", "f");
+  ASSERT_TRUE(api.ok()) << api.status();
+  api->Check("Bearer nope");
+  AuthMetrics metrics({{"api_key", *api}, {"cluster_key", KeySet()}});
+  std::map<std::string, double> seen;
+  for (const prometheus::MetricFamily& f : metrics.Collect()) {
+    for (const prometheus::ClientMetric& m : f.metric) {
+      std::string name = f.name;
+      for (const auto& l : m.label) name += "," + l.name + "=" + l.value;
+      seen[name] = f.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
+    }
+  }
+  EXPECT_EQ(seen.size(), 10u);
+  EXPECT_EQ(seen["tokenfab_auth_keys,secret=api_key"], 2);
+  EXPECT_EQ(seen["tokenfab_auth_keys,secret=cluster_key"], 0);
+  EXPECT_EQ(seen["tokenfab_auth_refusals_total,secret=api_key,reason=invalid"], 1);
+  EXPECT_EQ(seen["tokenfab_auth_refusals_total,secret=api_key,reason=missing"], 0);
+  EXPECT_EQ(seen.count("tokenfab_auth_key_reloads_total,secret=cluster_key,result=error"), 1u);
+}
+
+TEST_F(KeyFileTest, TheReloaderPicksUpAChangedFileWithoutASignal) {
+  Write("first-key-0123456789\n");
+  auto keys = KeySet::Load(path_, "api-key-file", "TOKENFAB_AUTH_TEST_UNSET");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  KeyReloader reloader("auth_test", {*keys, KeySet()}, absl::Milliseconds(20));
+  Write("second-key-0123456789\n");
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (keys->first() != "second-key-0123456789" && absl::Now() < deadline) {
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(keys->first(), "second-key-0123456789");
+  Write("third-key-0123456789\n");
+  reloader.ReloadNow();
+  EXPECT_EQ(keys->first(), "third-key-0123456789") << "ReloadNow reads the file before returning";
 }
 
 }  // namespace

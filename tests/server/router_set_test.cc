@@ -247,7 +247,7 @@ TEST(RouterSetTest, OnlyAWorkerWithTheClusterKeyAttaches) {
     };
     RouterSetOptions options;
     options.routers = keyed.address();
-    options.cluster_key = key;
+    if (!key.empty()) options.cluster_key = *KeySet::Parse(key, "the worker's key");
     auto set = RouterSet::Start(options, Hello(), callbacks);
     ASSERT_TRUE(set.ok()) << set.status();
     ASSERT_TRUE(WaitFor([&] {
@@ -267,7 +267,7 @@ TEST(RouterSetTest, OnlyAWorkerWithTheClusterKeyAttaches) {
     callbacks.on_refused = [](absl::Status s) { ADD_FAILURE() << s; };
     RouterSetOptions options;
     options.routers = keyed.address();
-    options.cluster_key = key;
+    options.cluster_key = *KeySet::Parse(key, "the worker's key");
     auto set = RouterSet::Start(options, Hello(), callbacks);
     ASSERT_TRUE(set.ok()) << set.status();
     EXPECT_TRUE(WaitFor([&] { return (*set)->attached() == 1 && keyed.Find("w") != nullptr; }))

@@ -1,0 +1,32 @@
+// Prometheus families for a process's secrets (auth.h), read at scrape time:
+//   tokenfab_auth_keys{secret}                     keys admitted now (0: open)
+//   tokenfab_auth_refusals_total{secret, reason}   calls refused: missing, invalid
+//   tokenfab_auth_key_reloads_total{secret, result} file changes taken (ok) or refused (error)
+// `secret` is "api_key" or "cluster_key". Every sample is there from the
+// start, so rate() and alerts work before the first refusal.
+#ifndef TOKENFAB_SERVER_AUTH_METRICS_H_
+#define TOKENFAB_SERVER_AUTH_METRICS_H_
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "prometheus/collectable.h"
+#include "server/auth.h"
+
+namespace tokenfab {
+
+class AuthMetrics : public prometheus::Collectable {
+ public:
+  // Pairs of (the `secret` label, the set).
+  explicit AuthMetrics(std::vector<std::pair<std::string, KeySet>> secrets)
+      : secrets_(std::move(secrets)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  const std::vector<std::pair<std::string, KeySet>> secrets_;
+};
+
+}  // namespace tokenfab
+
+#endif  // TOKENFAB_SERVER_AUTH_METRICS_H_

@@ -1,0 +1,47 @@
+// Keeps a process's key files current while it runs (auth.h): every
+// `interval` it re-reads each key set that came from a file (a mounted
+// Kubernetes Secret is updated in place, without a signal), and ReloadNow
+// does it at once (SIGHUP). Each change, and each changed file refused, is
+// logged to stderr naming the file, never a key; a refused file leaves the
+// old keys in force.
+#ifndef TOKENFAB_SERVER_KEY_RELOADER_H_
+#define TOKENFAB_SERVER_KEY_RELOADER_H_
+
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/auth.h"
+
+namespace tokenfab {
+
+class KeyReloader {
+ public:
+  // `who` prefixes the log lines ("tokenfab router"). Sets that are not
+  // from a file are left alone; with none, no thread runs.
+  KeyReloader(std::string who, std::vector<KeySet> sets,
+              absl::Duration interval = absl::Seconds(2));
+  ~KeyReloader();  // stops and joins the thread
+  KeyReloader(const KeyReloader&) = delete;
+  KeyReloader& operator=(const KeyReloader&) = delete;
+
+  // Re-reads every file now; any thread.
+  void ReloadNow();
+
+ private:
+  void Run();
+
+  const std::string who_;
+  std::vector<KeySet> sets_;
+  const absl::Duration interval_;
+  absl::Mutex mu_;  // one reload at a time; guards stop_
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace tokenfab
+
+#endif  // TOKENFAB_SERVER_KEY_RELOADER_H_
