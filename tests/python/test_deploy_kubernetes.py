@@ -30,6 +30,8 @@ OVERLAYS = {
                 "--set", "autoscaling.keda.enabled=false,autoscaling.hpa.enabled=true"],
     "cpu-keys": ["-f", str(CHART / "values-cpu.yaml"),
                  "--set", "auth.apiKeySecret=tokenfab-api-keys,auth.clusterKeySecret=tokenfab-cluster-key"],
+    "gpu-keys": ["-f", str(CHART / "values-gpu.yaml"),
+                 "--set", "auth.apiKeySecret=tokenfab-api-keys,auth.clusterKeySecret=tokenfab-cluster-key"],
 }
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject"}
 
@@ -198,18 +200,31 @@ def test_routers_and_workers_use_the_binarys_flags_ports_and_probes(rendered):
         assert spec["securityContext"]["runAsNonRoot"] and spec["securityContext"]["runAsUser"] != 0
         assert container(d)["securityContext"]["allowPrivilegeEscalation"] is False
 
-    # Keys come from the Secrets named, as the variables the binary reads;
-    # the drain hook runs in the worker's container, so it has the cluster key.
-    router_env = {e["name"]: e for e in r.get("env", [])}
-    keyed = overlay == "cpu-keys"
-    for name, secret, key, envs in (
-            ("TOKENFAB_API_KEY", "tokenfab-api-keys", "keys", [router_env]),
-            ("TOKENFAB_CLUSTER_KEY", "tokenfab-cluster-key", "key", [router_env, env])):
-        for e in envs:
-            assert (name in e) == keyed, (name, overlay)
-            if keyed:
-                assert e[name]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": key}
-    assert "TOKENFAB_API_KEY" not in env  # workers serve no public API
+    # Keys come from the Secrets named, mounted as files (a changed Secret
+    # reaches the running processes, which re-read them); the drain hook runs
+    # in the worker's container and reads the cluster key there too. Workers
+    # serve no public API, so they get no API keys.
+    keyed = overlay.endswith("-keys")
+    for deploy, args, secrets in (
+            (router_deploy, ra, {"api-key-file": ("tokenfab-api-keys", "keys"),
+                                 "cluster-key-file": ("tokenfab-cluster-key", "key")}),
+            (worker_deploy, wa, {"cluster-key-file": ("tokenfab-cluster-key", "key")})):
+        c = container(deploy)
+        mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+        volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"].get("volumes", [])}
+        for flag, (secret, key) in secrets.items():
+            assert (flag in args) == keyed, (flag, overlay)
+            if not keyed:
+                continue
+            folder, _, file = args[flag].rpartition("/")
+            assert file == key and mounts[folder]["readOnly"], (flag, mounts)
+            volume = volumes[mounts[folder]["name"]]["secret"]
+            assert volume["secretName"] == secret and volume["defaultMode"] == 0o440
+        assert not {e["name"] for e in c.get("env", [])} & {"TOKENFAB_API_KEY", "TOKENFAB_CLUSTER_KEY"}
+    assert "api-key-file" not in wa
+    assert ("cluster-key-file" in drain) == keyed
+    if keyed:
+        assert drain["cluster-key-file"] == wa["cluster-key-file"]
 
     resources = w["resources"]
     if overlay.startswith("gpu"):

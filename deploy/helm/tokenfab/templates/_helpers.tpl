@@ -70,10 +70,33 @@ capabilities:
   drop: [ALL]
 {{- end -}}
 
-{{/* The cluster key from its Secret, for routers and workers (empty when unset). */}}
-{{- define "tokenfab.clusterKeyEnv" -}}
-{{- with .Values.auth.clusterKeySecret -}}
-- name: TOKENFAB_CLUSTER_KEY
-  valueFrom: {secretKeyRef: {name: {{ . | quote }}, key: key}}
+{{/* Keys (server/auth.h) from their Secrets, mounted as files: the kubelet
+updates a mounted Secret in place and the processes re-read the files, so a
+key rotates without a restart. Called with (dict "root" . "api" BOOL), `api`
+for pods that serve the public API; each is empty when its Secret is unset. */}}
+{{- define "tokenfab.keyArgs" -}}
+{{- if and .api .root.Values.auth.apiKeySecret }}
+- --api-key-file=/etc/tokenfab/api-keys/keys
+{{- end }}
+{{- if .root.Values.auth.clusterKeySecret }}
+- --cluster-key-file=/etc/tokenfab/cluster-key/key
+{{- end }}
 {{- end -}}
+{{- define "tokenfab.keyMounts" -}}
+{{- if and .api .root.Values.auth.apiKeySecret }}
+- {name: api-keys, mountPath: /etc/tokenfab/api-keys, readOnly: true}
+{{- end }}
+{{- if .root.Values.auth.clusterKeySecret }}
+- {name: cluster-key, mountPath: /etc/tokenfab/cluster-key, readOnly: true}
+{{- end }}
+{{- end -}}
+{{- define "tokenfab.keyVolumes" -}}
+{{- if and .api .root.Values.auth.apiKeySecret }}
+- name: api-keys
+  secret: {secretName: {{ .root.Values.auth.apiKeySecret | quote }}, defaultMode: 0440}
+{{- end }}
+{{- if .root.Values.auth.clusterKeySecret }}
+- name: cluster-key
+  secret: {secretName: {{ .root.Values.auth.clusterKeySecret | quote }}, defaultMode: 0440}
+{{- end }}
 {{- end -}}
