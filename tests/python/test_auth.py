@@ -1,9 +1,13 @@
 """API keys and the cluster key (server/auth.h) on real processes: the
 `openai` SDK and grpcio against `tokenfab serve --api-key-file`, and a
 `tokenfab router` with `tokenfab worker`s sharing --cluster-key-file, where
-a worker without the key is turned away and an unkeyed Drain is refused."""
+a worker without the key is turned away and an unkeyed Drain is refused.
+Both secrets rotate while the processes run (the file is polled, SIGHUP
+re-reads it at once), and the refusals show in the metrics."""
 import json
 import os
+import re
+import signal
 import subprocess
 import time
 import urllib.error
@@ -13,8 +17,8 @@ import grpc
 import openai
 import pytest
 
-from cluster import Cluster
-from conftest import binary
+from cluster import Cluster, scrape
+from conftest import Server, binary
 
 KEY = "sk-tokenfab-test-0123456789abcdef"
 OLD_KEY = "sk-tokenfab-old-0123456789abcdef"
@@ -25,6 +29,23 @@ def key_file(tmp_path, name, *keys):
     path = tmp_path / name
     path.write_text("# one key a line\n" + "".join(k + "\n" for k in keys))
     return str(path)
+
+
+def sample(metrics, name, **labels):
+    """The value of `name` with exactly these labels in a scrape, in any order."""
+    for key, value in metrics.items():
+        if key.split("{")[0] == name and dict(re.findall(r'(\w+)="([^"]*)"', key)) == labels:
+            return value
+    raise KeyError(f"{name}{labels} not in the scrape")
+
+
+def wait_until(check, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
 
 
 def http_get(url, headers=None):
@@ -38,7 +59,6 @@ def http_get(url, headers=None):
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory):
-    from conftest import Server
     path = key_file(tmp_path_factory.mktemp("keys"), "api-keys", KEY, OLD_KEY)
     s = Server("--api-key-file", path)
     yield s
@@ -200,6 +220,113 @@ def test_the_cluster_key_guards_attach_admin_and_the_workers(tmp_path, grpc_modu
         assert draining() == {"p": False, "w": True}
         # Everyone that was admitted ends cleanly (under the sanitizers: no
         # leak, no error).
+        for name in ("w", "p"):
+            assert c.workers[name].stop(timeout=30) == 0, c.workers[name].output()
+        assert c.router.stop(timeout=30) == 0, c.router.output()
+    finally:
+        c.close()
+
+
+def test_api_keys_rotate_without_a_restart(tmp_path):
+    path = tmp_path / "api-keys"
+    path.write_text(OLD_KEY + "\n")
+    s = Server("--api-key-file", str(path))
+    try:
+        def status(key=None):
+            headers = {"Authorization": f"Bearer {key}"} if key else {}
+            return http_get(s.http_url + "/v1/models", headers)[0]
+        assert status(OLD_KEY) == 200 and status(KEY) == 401
+        # 1. The new key is added. The file is polled: no signal, no restart.
+        path.write_text(f"{KEY}\n{OLD_KEY}\n")
+        assert wait_until(lambda: status(KEY) == 200), s.output()
+        assert status(OLD_KEY) == 200
+        # 2. The old key goes; SIGHUP re-reads the file at once (and no longer
+        # ends the process).
+        path.write_text(KEY + "\n")
+        s.process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: status(OLD_KEY) == 401), s.output()
+        assert status(KEY) == 200
+        # A file caught half-written is refused; the keys in force stay.
+        path.write_text("half written\n")
+        s.process.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "was not taken" in s.output()), s.output()
+        assert status(KEY) == 200 and s.process.poll() is None
+        log = s.output()
+        assert f"--api-key-file {path} reloaded: 2 keys" in log
+        assert f"--api-key-file {path} reloaded: 1 key" in log
+        assert f"{path} line 1: a key is visible ASCII" in log
+        assert KEY not in log and OLD_KEY not in log  # never a key in the log
+        # The metrics count reloads and refusals, by reason.
+        before = scrape(s.metrics_url)
+        assert status() == 401 and status("wrong-key") == 401 and status(OLD_KEY) == 401
+        after = scrape(s.metrics_url)
+        assert sample(after, "tokenfab_auth_keys", secret="api_key") == 1
+        assert sample(after, "tokenfab_auth_key_reloads_total", secret="api_key", result="ok") == 2
+        assert sample(after, "tokenfab_auth_key_reloads_total", secret="api_key", result="error") == 1
+        for reason, n in (("missing", 1), ("invalid", 2)):
+            grew = (sample(after, "tokenfab_auth_refusals_total", secret="api_key", reason=reason) -
+                    sample(before, "tokenfab_auth_refusals_total", secret="api_key", reason=reason))
+            assert grew == n, reason
+    finally:
+        code = s.stop()
+    assert code == 0, f"tokenfab serve exited with {code}:\n{s.output()}"
+
+
+def test_the_cluster_key_rotates_without_a_restart(tmp_path, grpc_modules):
+    """The router and its workers read one key file (one Secret in
+    Kubernetes); the key changes under them while KV moves between workers."""
+    new_key = "cluster-new-0123456789abcdef0123"
+    keys = tmp_path / "cluster-key"
+    keys.write_text(CLUSTER_KEY + "\n")
+    c = Cluster(grpc_modules, "--cluster-key-file", str(keys), "--disagg-threshold", "16",
+                cluster_key=CLUSTER_KEY)
+    long_prompt = "The river ran past the old mill where the children used to play. " * 3
+    try:
+        c.start_worker("p", "prefill", "--cluster-key-file", str(keys))
+        c.start_worker("w", "decode", "--cluster-key-file", str(keys))
+        ids, _ = c.generate(long_prompt, 4)  # the channels between them exist from here on
+        assert len(ids) == 4, c.logs()
+        procs = [c.router, c.workers["p"], c.workers["w"]]
+
+        def rotate(text, logged):
+            keys.write_text(text)
+            for p in procs:
+                p.process.send_signal(signal.SIGHUP)
+            for p in procs:
+                assert wait_until(lambda: logged in p.output()), p.output()
+
+        # Everyone admits both, then sends the new one; then the old one goes.
+        rotate(f"{new_key}\n{CLUSTER_KEY}\n", "reloaded: 2 keys")
+        rotate(new_key + "\n", "reloaded: 1 key")
+        c.admin_metadata = [("authorization", f"Bearer {new_key}")]
+        # Router -> worker Generate and decode -> prefill Prefill carry the new key
+        # on the channels opened before it.
+        other_prompt = "A long train crossed the valley at dawn, carrying grain to the coast. " * 3
+        ids, final = c.generate(other_prompt, 4)
+        assert len(ids) == 4 and final is not None, c.logs()
+        assert c.worker_metric("w", 'tokenfab_worker_remote_prefills_total{result="ok"}') == 2, c.logs()
+        # The old key is refused everywhere, and counted.
+        with pytest.raises(grpc.RpcError) as e:
+            c.admin.ListWorkers(c.control_pb2.ListWorkersRequest(), timeout=5,
+                                metadata=[("authorization", f"Bearer {CLUSTER_KEY}")])
+        assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        address = next(w.address for w in c.list_workers() if w.worker_id == "w")
+        out = subprocess.run([binary(), "drain", "--target", address, "--timeout-s", "30"],
+                             capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "TOKENFAB_CLUSTER_KEY": CLUSTER_KEY})
+        assert out.returncode != 0 and "invalid cluster key" in out.stderr, out.stderr
+        stale = c.start_worker("stale", "both", wait=False, env={"TOKENFAB_CLUSTER_KEY": CLUSTER_KEY})
+        stale.process.wait(timeout=120)
+        assert stale.process.returncode != 0 and "invalid cluster key" in stale.output(), stale.output()
+        del c.workers["stale"]
+        assert sample(c.metrics(), "tokenfab_auth_refusals_total", secret="cluster_key",
+                      reason="invalid") == 2  # ListWorkers and the stale worker's Attach
+        w_metrics = scrape(c.worker_metrics["w"])
+        assert sample(w_metrics, "tokenfab_auth_refusals_total", secret="cluster_key",
+                      reason="invalid") == 1  # the drain
+        assert sample(w_metrics, "tokenfab_auth_key_reloads_total", secret="cluster_key",
+                      result="ok") == 2
+        assert {w.worker_id for w in c.list_workers()} == {"p", "w"}
         for name in ("w", "p"):
             assert c.workers[name].stop(timeout=30) == 0, c.workers[name].output()
         assert c.router.stop(timeout=30) == 0, c.router.output()
