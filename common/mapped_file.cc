@@ -56,14 +56,13 @@ absl::StatusOr<std::unique_ptr<MappedFile>> MappedFile::Open(const std::string& 
 
 MappedFile::~MappedFile() { ::munmap(const_cast<uint8_t*>(data_), size_); }
 
-absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+absl::StatusOr<std::string> ReadFileToString(const std::string& path, uintmax_t max_bytes) {
   // Configs, tokenizers and templates are megabytes at most; a larger file is
   // not what the caller expects and is not read into memory.
-  constexpr uintmax_t kMaxBytes = 1ull << 30;
   std::error_code ec;
   const uintmax_t size = std::filesystem::file_size(path, ec);
   if (ec) return absl::NotFoundError(StrCat(path, ": cannot read: ", ec.message()));
-  if (size > kMaxBytes) {
+  if (size > max_bytes) {
     return absl::InvalidArgumentError(StrCat(path, ": file of ", size, " bytes is too large"));
   }
   std::ifstream in(path, std::ios::binary);

@@ -38,7 +38,10 @@ class MappedFile {
 };
 
 // Reads a whole (small) file into a string; for JSON configs and templates.
-absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+// A file larger than `max_bytes`, or not a regular file (a FIFO, a device),
+// is refused without reading it.
+absl::StatusOr<std::string> ReadFileToString(const std::string& path,
+                                             uintmax_t max_bytes = uintmax_t{1} << 30);
 
 }  // namespace tokenfab
 

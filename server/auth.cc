@@ -86,7 +86,7 @@ absl::StatusOr<std::vector<std::string>> ParseKeys(std::string_view text, std::s
 }
 
 absl::StatusOr<std::string> ReadKeyFile(const std::string& file, std::string_view flag) {
-  absl::StatusOr<std::string> text = ReadFileToString(file);
+  absl::StatusOr<std::string> text = ReadFileToString(file, kMaxKeyFileBytes);
   if (!text.ok())
     return absl::InvalidArgumentError(StrCat("--", flag, ": ", text.status().message()));
   return text;

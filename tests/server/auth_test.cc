@@ -3,6 +3,8 @@
 // changed file (key_reloader.h) and the counts the metrics read.
 #include "server/auth.h"
 
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -156,9 +158,17 @@ TEST_F(KeyFileTest, ABadOrMissingFileKeepsTheOldKeysAndIsReportedOnce) {
   EXPECT_FALSE(keys->Reload().ok()) << "a vanished file";
   EXPECT_EQ(keys->Reload().value_or(true), false);
   EXPECT_EQ(keys->first(), "good-key-0123456789");
+  // Neither a huge file nor a FIFO (whose open would wait for a writer) is read.
+  Write(std::string(3 << 20, 'k'));
+  absl::StatusOr<bool> huge = keys->Reload();
+  EXPECT_NE(huge.status().message().find("too large"), std::string_view::npos) << huge.status();
+  std::remove(path_.c_str());
+  ASSERT_EQ(mkfifo(path_.c_str(), 0600), 0);
+  EXPECT_FALSE(keys->Reload().ok()) << "a FIFO";
+  std::remove(path_.c_str());
   Write("good-key-0123456789\n");
   EXPECT_EQ(keys->Reload().value_or(false), true) << "the file came back";
-  EXPECT_EQ(keys->stats().reload_errors, 4);
+  EXPECT_EQ(keys->stats().reload_errors, 6);
   EXPECT_EQ(keys->stats().reloads, 1);
 }
 
