@@ -178,7 +178,12 @@ grpc::Status AttachClient::Session() {
     absl::MutexLock lock(&mu_);
     router_ended = ended;
   }
-  if (!router_ended) context.TryCancel();  // unblocks the reader
+  // Only our own stop cancels. A failed write means the call is over (the
+  // router finished it, a refusal say, or the connection broke): the reader
+  // ends by itself, and Finish then gives the router's status, which a
+  // cancel would replace with CANCELLED (and the worker would retry a
+  // refusal instead of stopping).
+  if (!router_ended && ok) context.TryCancel();  // unblocks the reader
   if (reader.joinable()) reader.join();
   {
     absl::MutexLock lock(&mu_);
