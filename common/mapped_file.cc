@@ -7,8 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 
 #include "common/strings.h"
 
@@ -58,20 +56,31 @@ MappedFile::~MappedFile() { ::munmap(const_cast<uint8_t*>(data_), size_); }
 
 absl::StatusOr<std::string> ReadFileToString(const std::string& path, uintmax_t max_bytes) {
   // Configs, tokenizers and templates are megabytes at most; a larger file is
-  // not what the caller expects and is not read into memory.
-  std::error_code ec;
-  const uintmax_t size = std::filesystem::file_size(path, ec);
-  if (ec) return absl::NotFoundError(StrCat(path, ": cannot read: ", ec.message()));
+  // not what the caller expects and is not read into memory. O_NONBLOCK: a
+  // FIFO's open would otherwise wait for a writer (it is refused below).
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return ErrnoError(path, "cannot open");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return ErrnoError(path, "cannot stat");
+  if (!S_ISREG(st.st_mode)) return absl::InvalidArgumentError(StrCat(path, ": not a regular file"));
+  const uintmax_t size = static_cast<uintmax_t>(st.st_size);
   if (size > max_bytes) {
     return absl::InvalidArgumentError(StrCat(path, ": file of ", size, " bytes is too large"));
   }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(StrCat(path, ": cannot open"));
   std::string out(static_cast<size_t>(size), '\0');
-  in.read(out.data(), static_cast<std::streamsize>(size));
-  if (static_cast<uintmax_t>(in.gcount()) != size) {
-    return absl::InternalError(StrCat(path, ": read error"));
+  size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t n = ::read(fd, out.data() + done, out.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ErrnoError(path, "read error");
+    if (n == 0) break;  // shrank since fstat: what is there
+    done += static_cast<size_t>(n);
   }
+  out.resize(done);
   return out;
 }
 

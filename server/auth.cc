@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <optional>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -98,11 +99,19 @@ struct KeySet::State {
   std::string source;  // as errors and logs name it
   std::string file;    // the file Reload re-reads; empty: none
   std::string flag;    // the file's flag
+  // One Reload at a time (a read and its outcome), so an older read never
+  // lands after a newer one; taken before mu.
+  absl::Mutex reload_mu;
+  // What the file held: when the keys in force were read, when it was last
+  // refused (reported once), and at the last unsettled read (Reload).
+  std::string taken_text ABSL_GUARDED_BY(reload_mu);
+  std::optional<std::string> refused_text ABSL_GUARDED_BY(reload_mu);
+  std::optional<std::string> pending_text ABSL_GUARDED_BY(reload_mu);
   mutable absl::Mutex mu;
   std::vector<std::string> keys ABSL_GUARDED_BY(mu);  // never empty
-  std::string last_text ABSL_GUARDED_BY(mu);          // the file's text (or error) at the last read
   int64_t reloads ABSL_GUARDED_BY(mu) = 0;
   int64_t reload_errors ABSL_GUARDED_BY(mu) = 0;
+  bool file_refused ABSL_GUARDED_BY(mu) = false;
   std::atomic<int64_t> refused_missing{0};
   std::atomic<int64_t> refused_invalid{0};
 };
@@ -128,8 +137,8 @@ absl::StatusOr<KeySet> KeySet::Load(const std::string& file, std::string_view fl
     ASSIGN_OR_RETURN(KeySet set, Parse(text, StrCat("--", flag, " ", file)));
     set.state_->file = file;
     set.state_->flag = flag;
-    absl::MutexLock lock(&set.state_->mu);
-    set.state_->last_text = std::move(text);
+    absl::MutexLock lock(&set.state_->reload_mu);
+    set.state_->taken_text = std::move(text);
     return set;
   }
   if (const char* value = std::getenv(env); value != nullptr && *value != '\0') {
@@ -189,22 +198,39 @@ KeyCheck KeySet::Check(std::string_view authorization) const {
   return KeyCheck::kAdmitted;
 }
 
-absl::StatusOr<bool> KeySet::Reload() const {
+absl::StatusOr<bool> KeySet::Reload(ReloadWhen when) const {
   if (!reloadable()) return false;
-  absl::StatusOr<std::string> text = ReadKeyFile(state_->file, state_->flag);
+  State& s = *state_;
+  absl::MutexLock reloading(&s.reload_mu);
+  absl::StatusOr<std::string> text = ReadKeyFile(s.file, s.flag);
   // An unreadable file is remembered by its error, so it is reported once.
   const std::string seen = text.ok() ? *text : StrCat("\n", text.status().message());
+  if (seen == s.taken_text) {  // unchanged, or back to the keys in force
+    s.pending_text.reset();
+    absl::MutexLock lock(&s.mu);
+    s.file_refused = false;
+    return false;
+  }
+  if (seen == s.refused_text) return false;
+  if (when == ReloadWhen::kSettled && seen != s.pending_text) {
+    s.pending_text = seen;  // maybe caught mid-write: wait for the next read
+    return false;
+  }
+  s.pending_text.reset();
   absl::StatusOr<std::vector<std::string>> keys =
-      text.ok() ? ParseKeys(*text, state_->source) : text.status();
-  absl::MutexLock lock(&state_->mu);
-  if (seen == state_->last_text) return false;
-  state_->last_text = seen;
+      text.ok() ? ParseKeys(*text, s.source) : text.status();
+  absl::MutexLock lock(&s.mu);
   if (!keys.ok()) {
-    ++state_->reload_errors;
+    s.refused_text = seen;
+    s.file_refused = true;
+    ++s.reload_errors;
     return keys.status();
   }
-  state_->keys = *std::move(keys);
-  ++state_->reloads;
+  s.keys = *std::move(keys);
+  s.taken_text = seen;
+  s.refused_text.reset();
+  s.file_refused = false;
+  ++s.reloads;
   return true;
 }
 
@@ -221,6 +247,7 @@ KeyStats KeySet::stats() const {
   stats.refused_invalid = state_->refused_invalid.load(std::memory_order_relaxed);
   stats.reloads = state_->reloads;
   stats.reload_errors = state_->reload_errors;
+  stats.file_refused = state_->file_refused;
   return stats;
 }
 

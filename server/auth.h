@@ -44,7 +44,13 @@ struct KeyStats {
   int64_t refused_invalid = 0;
   int64_t reloads = 0;        // times a changed file's keys replaced the old ones
   int64_t reload_errors = 0;  // times a changed file was refused (the old keys stayed)
+  bool file_refused = false;  // the file holds what was refused; older keys are in force
 };
+
+// When Reload takes a changed file: at once (SIGHUP: the operator says it
+// is written), or once two reads in a row agree (a poll: a file written in
+// place may be caught half-way, and a cut-off key file is still valid).
+enum class ReloadWhen { kNow, kSettled };
 
 class KeySet {
  public:
@@ -75,10 +81,11 @@ class KeySet {
   KeyCheck Check(std::string_view authorization) const;
 
   // Re-reads the file the keys came from. True: it changed and its keys
-  // now replace the old ones. False: no file, or the same text as last time
-  // (good or bad). An error: it changed but cannot be read or holds no
-  // valid key; the old keys stay, and the same bad text is not reported again.
-  absl::StatusOr<bool> Reload() const;
+  // now replace the old ones. False: no file, the keys in force, text
+  // already refused, or (kSettled) a change not yet read twice. An error:
+  // it changed but cannot be read or holds no valid key; the old keys stay,
+  // and the same bad text is not reported again.
+  absl::StatusOr<bool> Reload(ReloadWhen when = ReloadWhen::kNow) const;
   // Where the keys came from ("--api-key-file PATH", "$TOKENFAB_API_KEY"),
   // empty for an open or random set.
   std::string source() const;

@@ -6,7 +6,7 @@ namespace tokenfab {
 
 std::vector<prometheus::MetricFamily> AuthMetrics::Collect() const {
   using prometheus::MetricType;
-  LabelledValues keys, refusals, reloads;
+  LabelledValues keys, refusals, reloads, refused_files;
   for (const auto& [secret, set] : secrets_) {
     const KeyStats s = set.stats();
     keys.push_back({{{"secret", secret}}, static_cast<double>(s.keys)});
@@ -17,6 +17,7 @@ std::vector<prometheus::MetricFamily> AuthMetrics::Collect() const {
     reloads.push_back({{{"secret", secret}, {"result", "ok"}}, static_cast<double>(s.reloads)});
     reloads.push_back(
         {{{"secret", secret}, {"result", "error"}}, static_cast<double>(s.reload_errors)});
+    refused_files.push_back({{{"secret", secret}}, s.file_refused ? 1.0 : 0.0});
   }
   return {
       MetricFamilyOf("tokenfab_auth_keys", "Keys this secret admits now; 0: it is open.",
@@ -27,6 +28,9 @@ std::vector<prometheus::MetricFamily> AuthMetrics::Collect() const {
                      "Changes of the key file taken (ok), or refused with the old keys kept "
                      "(error).",
                      MetricType::Counter, reloads),
+      MetricFamilyOf("tokenfab_auth_key_file_refused",
+                     "1 while the key file holds what was refused, with older keys in force.",
+                     MetricType::Gauge, refused_files),
   };
 }
 

@@ -2,6 +2,7 @@
 //   tokenfab_auth_keys{secret}                     keys admitted now (0: open)
 //   tokenfab_auth_refusals_total{secret, reason}   calls refused: missing, invalid
 //   tokenfab_auth_key_reloads_total{secret, result} file changes taken (ok) or refused (error)
+//   tokenfab_auth_key_file_refused{secret}         1 while the file holds what was refused
 // `secret` is "api_key" or "cluster_key". Every sample is there from the
 // start, so rate() and alerts work before the first refusal.
 #ifndef TOKENFAB_SERVER_AUTH_METRICS_H_

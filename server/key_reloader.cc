@@ -22,10 +22,10 @@ KeyReloader::~KeyReloader() {
   if (thread_.joinable()) thread_.join();
 }
 
-void KeyReloader::ReloadNow() {
+void KeyReloader::Reload(ReloadWhen when) {
   absl::MutexLock lock(&mu_);
   for (const KeySet& set : sets_) {
-    absl::StatusOr<bool> changed = set.Reload();
+    absl::StatusOr<bool> changed = set.Reload(when);
     std::string line;
     if (!changed.ok()) {
       line = StrCat(who_, ": ", set.source(),
@@ -47,7 +47,7 @@ void KeyReloader::Run() {
       absl::MutexLock lock(&mu_);
       if (mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_)) return;
     }
-    ReloadNow();
+    Reload(ReloadWhen::kSettled);
   }
 }
 

@@ -1,7 +1,8 @@
 // Keeps a process's key files current while it runs (auth.h): every
 // `interval` it re-reads each key set that came from a file (a mounted
-// Kubernetes Secret is updated in place, without a signal), and ReloadNow
-// does it at once (SIGHUP). Each change, and each changed file refused, is
+// Kubernetes Secret is updated in place, without a signal) and takes a
+// change once two reads agree (ReloadWhen::kSettled); ReloadNow takes the
+// files as they are (SIGHUP). Each change, and each changed file refused, is
 // logged to stderr naming the file, never a key; a refused file leaves the
 // old keys in force.
 #ifndef TOKENFAB_SERVER_KEY_RELOADER_H_
@@ -28,10 +29,11 @@ class KeyReloader {
   KeyReloader(const KeyReloader&) = delete;
   KeyReloader& operator=(const KeyReloader&) = delete;
 
-  // Re-reads every file now; any thread.
-  void ReloadNow();
+  // Re-reads every file now and takes what it holds; any thread.
+  void ReloadNow() { Reload(ReloadWhen::kNow); }
 
  private:
+  void Reload(ReloadWhen when);
   void Run();
 
   const std::string who_;

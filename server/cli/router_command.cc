@@ -21,6 +21,9 @@
 namespace tokenfab {
 
 int RunRouter(const std::vector<std::string>& args) {
+  // First, so no thread starts unblocked and a SIGHUP (systemctl reload)
+  // during start-up waits for WaitForSignal instead of ending the process.
+  const sigset_t signals = BlockControlSignals();
   std::string model_path, model_id;
   RouterNodeOptions o;
   int32_t worker_timeout_ms = 1500, max_prefill_queue = 16384;
@@ -70,7 +73,6 @@ int RunRouter(const std::vector<std::string>& args) {
   o.model_id = ModelIdFor(model_path, model_id);
   o.internal_host = o.frontend.host;
 
-  const sigset_t signals = BlockControlSignals();
   auto model = LoadModel(model_path, {.load_weights = false});
   if (!model.ok()) return ReportError("router", model.status());
   auto node = RouterNode::Start(**model, o);

@@ -97,6 +97,9 @@ int ServeDirect(const LoadedModel& model, const EngineFlags& e, bool kv_cache_mb
 }  // namespace
 
 int RunServe(const std::vector<std::string>& args) {
+  // First, so no thread starts unblocked and a SIGHUP (systemctl reload)
+  // during start-up waits for WaitForSignal instead of ending the process.
+  const sigset_t signals = BlockControlSignals();
   std::string model_path, model_id;
   EngineFlags engine;
   PowerFlags power;
@@ -162,7 +165,6 @@ int RunServe(const std::vector<std::string>& args) {
   if (model_path.empty()) model_path = DefaultModelPath();
   const std::string id = ModelIdFor(model_path, model_id);
 
-  const sigset_t signals = BlockControlSignals();
   auto model = LoadModel(model_path);
   if (!model.ok()) return ReportError("serve", model.status());
   if (workers == 0) {

@@ -37,6 +37,9 @@ absl::StatusOr<internal::v1::WorkerRole> ParseRole(const std::string& role) {
 }
 
 int RunWorker(const std::vector<std::string>& args) {
+  // First, so no thread starts unblocked and a SIGHUP (systemctl reload)
+  // during start-up waits for WaitForSignal instead of ending the process.
+  const sigset_t signals = BlockControlSignals();
   std::string model_path, role = "both", metrics_host = "0.0.0.0", profile_path;
   int32_t metrics_port = -1, prefill_timeout_ms = 30000, drain_timeout_s = 60;
   EngineFlags engine;
@@ -126,7 +129,6 @@ int RunWorker(const std::vector<std::string>& args) {
   StepMetrics steps(*step_registry);
   o.on_step = steps.ForWorker("", o.backend);
 
-  const sigset_t signals = BlockControlSignals();
   // A simulated worker needs the model's vocabulary and shapes, not its
   // weights.
   auto model = LoadModel(model_path, {.load_weights = !sim});

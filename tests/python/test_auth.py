@@ -237,20 +237,29 @@ def test_api_keys_rotate_without_a_restart(tmp_path):
             return http_get(s.http_url + "/v1/models", headers)[0]
         assert status(OLD_KEY) == 200 and status(KEY) == 401
         # 1. The new key is added. The file is polled: no signal, no restart.
+        # A poll takes a change once two reads 2 s apart agree.
         path.write_text(f"{KEY}\n{OLD_KEY}\n")
         assert wait_until(lambda: status(KEY) == 200), s.output()
         assert status(OLD_KEY) == 200
-        # 2. The old key goes; SIGHUP re-reads the file at once (and no longer
-        # ends the process).
+        # 2. The old key goes; SIGHUP re-reads the file at once, sooner than
+        # a poll could (and no longer ends the process).
+        written = time.monotonic()
         path.write_text(KEY + "\n")
         s.process.send_signal(signal.SIGHUP)
         assert wait_until(lambda: status(OLD_KEY) == 401), s.output()
+        assert time.monotonic() - written < 1.5, "taken by a poll, not by SIGHUP"
         assert status(KEY) == 200
-        # A file caught half-written is refused; the keys in force stay.
+        # A broken file is refused; the keys in force stay, and the gauge says
+        # so until the file holds them again.
         path.write_text("half written\n")
         s.process.send_signal(signal.SIGHUP)
         assert wait_until(lambda: "was not taken" in s.output()), s.output()
         assert status(KEY) == 200 and s.process.poll() is None
+        def refused():
+            return sample(scrape(s.metrics_url), "tokenfab_auth_key_file_refused", secret="api_key")
+        assert refused() == 1
+        path.write_text(KEY + "\n")
+        assert wait_until(lambda: refused() == 0), s.output()
         log = s.output()
         assert f"--api-key-file {path} reloaded: 2 keys" in log
         assert f"--api-key-file {path} reloaded: 1 key" in log
@@ -288,16 +297,19 @@ def test_the_cluster_key_rotates_without_a_restart(tmp_path, grpc_modules):
         assert len(ids) == 4, c.logs()
         procs = [c.router, c.workers["p"], c.workers["w"]]
 
-        def rotate(text, logged):
+        def rotate(text, reloads):
             keys.write_text(text)
             for p in procs:
                 p.process.send_signal(signal.SIGHUP)
             for p in procs:
-                assert wait_until(lambda: logged in p.output()), p.output()
+                assert wait_until(lambda: p.output().count(" reloaded: ") == reloads), p.output()
 
-        # Everyone admits both, then sends the new one; then the old one goes.
-        rotate(f"{new_key}\n{CLUSTER_KEY}\n", "reloaded: 2 keys")
-        rotate(new_key + "\n", "reloaded: 1 key")
+        # The order that keeps every call admitted while processes take the
+        # file at different times: everyone admits the new key (still sending
+        # the old), then sends it, then the old one goes.
+        rotate(f"{CLUSTER_KEY}\n{new_key}\n", 1)
+        rotate(f"{new_key}\n{CLUSTER_KEY}\n", 2)
+        rotate(new_key + "\n", 3)
         c.admin_metadata = [("authorization", f"Bearer {new_key}")]
         # Router -> worker Generate and decode -> prefill Prefill carry the new key
         # on the channels opened before it.
@@ -325,7 +337,7 @@ def test_the_cluster_key_rotates_without_a_restart(tmp_path, grpc_modules):
         assert sample(w_metrics, "tokenfab_auth_refusals_total", secret="cluster_key",
                       reason="invalid") == 1  # the drain
         assert sample(w_metrics, "tokenfab_auth_key_reloads_total", secret="cluster_key",
-                      result="ok") == 2
+                      result="ok") == 3
         assert {w.worker_id for w in c.list_workers()} == {"p", "w"}
         for name in ("w", "p"):
             assert c.workers[name].stop(timeout=30) == 0, c.workers[name].output()

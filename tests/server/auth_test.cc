@@ -4,6 +4,7 @@
 #include "server/auth.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -115,7 +116,11 @@ class KeyFileTest : public ::testing::Test {
  protected:
   void Write(const std::string& text) { std::ofstream(path_, std::ios::trunc) << text; }
   void TearDown() override { std::remove(path_.c_str()); }
-  const std::string path_ = ::testing::TempDir() + "/auth_test_reload.txt";
+  // One file per test and process: ctest runs the cases side by side.
+  const std::string path_ =
+      ::testing::TempDir() + "/auth_test_" +
+      ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" +
+      std::to_string(getpid()) + ".txt";
 };
 
 TEST_F(KeyFileTest, ReloadTakesAChangedFileInEveryCopyAndSkipsAnUnchangedOne) {
@@ -153,6 +158,7 @@ TEST_F(KeyFileTest, ABadOrMissingFileKeepsTheOldKeysAndIsReportedOnce) {
     EXPECT_EQ(keys->Reload().value_or(true), false) << "the same bad text is reported again";
     EXPECT_TRUE(keys->Admits("Bearer good-key-0123456789")) << "'" << bad << "'";
     EXPECT_FALSE(keys->open());
+    EXPECT_TRUE(keys->stats().file_refused);
   }
   std::remove(path_.c_str());
   EXPECT_FALSE(keys->Reload().ok()) << "a vanished file";
@@ -167,9 +173,10 @@ TEST_F(KeyFileTest, ABadOrMissingFileKeepsTheOldKeysAndIsReportedOnce) {
   EXPECT_FALSE(keys->Reload().ok()) << "a FIFO";
   std::remove(path_.c_str());
   Write("good-key-0123456789\n");
-  EXPECT_EQ(keys->Reload().value_or(false), true) << "the file came back";
+  EXPECT_EQ(keys->Reload().value_or(true), false) << "back to the keys in force";
   EXPECT_EQ(keys->stats().reload_errors, 6);
-  EXPECT_EQ(keys->stats().reloads, 1);
+  EXPECT_FALSE(keys->stats().file_refused);
+  EXPECT_EQ(keys->stats().reloads, 0);
 }
 
 TEST(KeySetTest, OnlyAFileIsReloadable) {
@@ -214,7 +221,8 @@ TEST(AuthMetricsTest, EverySecretHasEverySampleFromTheStart) {
       seen[name] = f.type == prometheus::MetricType::Counter ? m.counter.value : m.gauge.value;
     }
   }
-  EXPECT_EQ(seen.size(), 10u);
+  EXPECT_EQ(seen.size(), 12u);
+  EXPECT_EQ(seen["tokenfab_auth_key_file_refused,secret=api_key"], 0);
   EXPECT_EQ(seen["tokenfab_auth_keys,secret=api_key"], 2);
   EXPECT_EQ(seen["tokenfab_auth_keys,secret=cluster_key"], 0);
   EXPECT_EQ(seen["tokenfab_auth_refusals_total,secret=api_key,reason=invalid"], 1);
@@ -233,9 +241,42 @@ TEST_F(KeyFileTest, TheReloaderPicksUpAChangedFileWithoutASignal) {
     absl::SleepFor(absl::Milliseconds(5));
   }
   EXPECT_EQ(keys->first(), "second-key-0123456789");
-  Write("third-key-0123456789\n");
+}
+
+TEST_F(KeyFileTest, ReloadNowTakesTheFileBeforeItReturns) {
+  Write("first-key-0123456789\n");
+  auto keys = KeySet::Load(path_, "api-key-file", "TOKENFAB_AUTH_TEST_UNSET");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  KeyReloader reloader("auth_test", {*keys}, absl::Hours(1));  // the poll never comes
+  Write("second-key-0123456789\n");
   reloader.ReloadNow();
-  EXPECT_EQ(keys->first(), "third-key-0123456789") << "ReloadNow reads the file before returning";
+  EXPECT_EQ(keys->first(), "second-key-0123456789");
+}
+
+TEST_F(KeyFileTest, APollTakesAChangeOnlyOnceTwoReadsAgree) {
+  Write("old-key-0123456789\n");
+  auto keys = KeySet::Load(path_, "cluster-key-file", "TOKENFAB_AUTH_TEST_UNSET");
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  // Caught while written in place: a cut-off key is a valid file, and must not be taken.
+  Write("new-key-01");
+  EXPECT_EQ(keys->Reload(ReloadWhen::kSettled).value_or(true), false);
+  Write("new-key-0123456789\n");
+  EXPECT_EQ(keys->Reload(ReloadWhen::kSettled).value_or(true), false) << "it changed again";
+  EXPECT_EQ(keys->first(), "old-key-0123456789");
+  EXPECT_EQ(keys->Reload(ReloadWhen::kSettled).value_or(false), true) << "two reads agree";
+  EXPECT_EQ(keys->first(), "new-key-0123456789");
+  // An emptied file that stays empty is refused once; the gauge holds while it is.
+  Write("");
+  EXPECT_EQ(keys->Reload(ReloadWhen::kSettled).value_or(true), false);
+  EXPECT_FALSE(keys->Reload(ReloadWhen::kSettled).ok());
+  EXPECT_EQ(keys->Reload(ReloadWhen::kSettled).value_or(true), false) << "reported once";
+  EXPECT_TRUE(keys->stats().file_refused);
+  EXPECT_EQ(keys->stats().reload_errors, 1);
+  // Back to the keys in force: nothing to take, and nothing refused any more.
+  Write("new-key-0123456789\n");
+  EXPECT_EQ(keys->Reload(ReloadWhen::kSettled).value_or(true), false);
+  EXPECT_FALSE(keys->stats().file_refused);
+  EXPECT_EQ(keys->stats().reloads, 1);
 }
 
 }  // namespace
