@@ -30,6 +30,8 @@ OVERLAYS = {
                 "--set", "autoscaling.keda.enabled=false,autoscaling.hpa.enabled=true"],
     "cpu-keys": ["-f", str(CHART / "values-cpu.yaml"),
                  "--set", "auth.apiKeySecret=tokenfab-api-keys,auth.clusterKeySecret=tokenfab-cluster-key"],
+    "cpu-cluster-key": ["-f", str(CHART / "values-cpu.yaml"),
+                        "--set", "auth.clusterKeySecret=tokenfab-cluster-key"],
     "gpu-keys": ["-f", str(CHART / "values-gpu.yaml"),
                  "--set", "auth.apiKeySecret=tokenfab-api-keys,auth.clusterKeySecret=tokenfab-cluster-key"],
 }
@@ -204,7 +206,8 @@ def test_routers_and_workers_use_the_binarys_flags_ports_and_probes(rendered):
     # reaches the running processes, which re-read them); the drain hook runs
     # in the worker's container and reads the cluster key there too. Workers
     # serve no public API, so they get no API keys.
-    keyed = overlay.endswith("-keys")
+    chosen = " ".join(OVERLAYS[overlay])
+    keyed = {"api-key-file": "apiKeySecret" in chosen, "cluster-key-file": "clusterKeySecret" in chosen}
     for deploy, args, secrets in (
             (router_deploy, ra, {"api-key-file": ("tokenfab-api-keys", "keys"),
                                  "cluster-key-file": ("tokenfab-cluster-key", "key")}),
@@ -213,8 +216,8 @@ def test_routers_and_workers_use_the_binarys_flags_ports_and_probes(rendered):
         mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
         volumes = {v["name"]: v for v in deploy["spec"]["template"]["spec"].get("volumes", [])}
         for flag, (secret, key) in secrets.items():
-            assert (flag in args) == keyed, (flag, overlay)
-            if not keyed:
+            assert (flag in args) == keyed[flag], (flag, overlay)
+            if not keyed[flag]:
                 continue
             folder, _, file = args[flag].rpartition("/")
             assert file == key and mounts[folder]["readOnly"], (flag, mounts)
@@ -222,8 +225,8 @@ def test_routers_and_workers_use_the_binarys_flags_ports_and_probes(rendered):
             assert volume["secretName"] == secret and volume["defaultMode"] == 0o440
         assert not {e["name"] for e in c.get("env", [])} & {"TOKENFAB_API_KEY", "TOKENFAB_CLUSTER_KEY"}
     assert "api-key-file" not in wa
-    assert ("cluster-key-file" in drain) == keyed
-    if keyed:
+    assert ("cluster-key-file" in drain) == keyed["cluster-key-file"]
+    if keyed["cluster-key-file"]:
         assert drain["cluster-key-file"] == wa["cluster-key-file"]
 
     resources = w["resources"]
