@@ -9,15 +9,19 @@ std::vector<prometheus::MetricFamily> AuthMetrics::Collect() const {
   LabelledValues keys, refusals, reloads, refused_files;
   for (const auto& [secret, set] : secrets_) {
     const KeyStats s = set.stats();
-    keys.push_back({{{"secret", secret}}, static_cast<double>(s.keys)});
-    refusals.push_back(
-        {{{"secret", secret}, {"reason", "missing"}}, static_cast<double>(s.refused_missing)});
-    refusals.push_back(
-        {{{"secret", secret}, {"reason", "invalid"}}, static_cast<double>(s.refused_invalid)});
-    reloads.push_back({{{"secret", secret}, {"result", "ok"}}, static_cast<double>(s.reloads)});
-    reloads.push_back(
-        {{{"secret", secret}, {"result", "error"}}, static_cast<double>(s.reload_errors)});
-    refused_files.push_back({{{"secret", secret}}, s.file_refused ? 1.0 : 0.0});
+    // The process's labels, then the secret's, then the sample's.
+    auto with = [&](std::vector<std::pair<std::string, std::string>> more) {
+      MetricLabels l = labels_;
+      l.push_back({"secret", secret});
+      for (auto& [name, value] : more) l.push_back({std::move(name), std::move(value)});
+      return l;
+    };
+    keys.push_back({with({}), static_cast<double>(s.keys)});
+    refusals.push_back({with({{"reason", "missing"}}), static_cast<double>(s.refused_missing)});
+    refusals.push_back({with({{"reason", "invalid"}}), static_cast<double>(s.refused_invalid)});
+    reloads.push_back({with({{"result", "ok"}}), static_cast<double>(s.reloads)});
+    reloads.push_back({with({{"result", "error"}}), static_cast<double>(s.reload_errors)});
+    refused_files.push_back({with({}), s.file_refused ? 1.0 : 0.0});
   }
   return {
       MetricFamilyOf("tokenfab_auth_keys", "Keys this secret admits now; 0: it is open.",

@@ -14,18 +14,22 @@
 
 #include "prometheus/collectable.h"
 #include "server/auth.h"
+#include "server/metric_families.h"
 
 namespace tokenfab {
 
 class AuthMetrics : public prometheus::Collectable {
  public:
-  // Pairs of (the `secret` label, the set).
-  explicit AuthMetrics(std::vector<std::pair<std::string, KeySet>> secrets)
-      : secrets_(std::move(secrets)) {}
+  // Pairs of (the `secret` label, the set); `labels` go on every sample
+  // (a worker's WorkerLabels, so a simulated worker's page says so throughout).
+  explicit AuthMetrics(std::vector<std::pair<std::string, KeySet>> secrets,
+                       MetricLabels labels = {})
+      : secrets_(std::move(secrets)), labels_(std::move(labels)) {}
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
   const std::vector<std::pair<std::string, KeySet>> secrets_;
+  const MetricLabels labels_;
 };
 
 }  // namespace tokenfab

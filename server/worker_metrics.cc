@@ -26,12 +26,18 @@ MetricLabels With(MetricLabels labels, std::string name, std::string value) {
 
 }  // namespace
 
+MetricLabels WorkerLabels(const std::string& worker, const std::string& backend) {
+  MetricLabels labels;
+  if (!worker.empty()) labels.push_back({"worker", worker});
+  if (backend != "cpu") labels.push_back({"backend", backend});
+  return labels;
+}
+
 std::vector<prometheus::MetricFamily> WorkerMetrics::Collect() const {
   std::vector<Snapshot> snaps;
   for (const WorkerSource& src : sources_) {
     Snapshot snap;
-    if (!src.worker.empty()) snap.labels.push_back({"worker", src.worker});
-    if (src.backend != "cpu") snap.labels.push_back({"backend", src.backend});
+    snap.labels = WorkerLabels(src.worker, src.backend);
     snap.s = src.engine->Stats();
     snap.has_transport = src.transport != nullptr;
     if (snap.has_transport) snap.t = src.transport->Stats();
@@ -204,8 +210,7 @@ std::function<void(const StepRecord&)> StepMetrics::ForWorker(const std::string&
   const std::array<const char*, 3> names = {"prefill", "decode", "mixed"};
   for (size_t i = 0; i < names.size(); ++i) {
     std::map<std::string, std::string> labels = {{"phase", names[i]}};
-    if (!worker.empty()) labels["worker"] = worker;
-    if (backend != "cpu") labels["backend"] = backend;
+    for (const auto& l : WorkerLabels(worker, backend)) labels[l.name] = l.value;
     phases[i] = {&duration_.Add(labels, seconds), &batch_.Add(labels, sizes)};
   }
   return [phases](const StepRecord& r) {

@@ -14,6 +14,7 @@
 #include "prometheus/family.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
+#include "server/metric_families.h"
 #include "worker/engine/engine.h"
 #include "worker/power/energy_monitor.h"
 #include "worker/transport/kv_transport.h"
@@ -34,6 +35,10 @@ struct WorkerSource {
   std::string backend = "cpu";
   std::function<std::string()> role;  // null: "both"
 };
+
+// The labels every metric of one worker carries: `worker` when several
+// share a process, `backend` when it is not "cpu" (WorkerSource::backend).
+MetricLabels WorkerLabels(const std::string& worker, const std::string& backend);
 
 class WorkerMetrics : public prometheus::Collectable {
  public:

@@ -230,6 +230,19 @@ TEST(AuthMetricsTest, EverySecretHasEverySampleFromTheStart) {
   EXPECT_EQ(seen.count("tokenfab_auth_key_reloads_total,secret=cluster_key,result=error"), 1u);
 }
 
+TEST(AuthMetricsTest, AWorkersLabelsGoOnEverySample) {
+  AuthMetrics metrics({{"cluster_key", KeySet::Random()}}, {{"backend", "sim"}});
+  int samples = 0;
+  for (const prometheus::MetricFamily& f : metrics.Collect()) {
+    for (const prometheus::ClientMetric& m : f.metric) {
+      ++samples;
+      ASSERT_FALSE(m.label.empty()) << f.name;
+      EXPECT_EQ(m.label[0].name + "=" + m.label[0].value, "backend=sim") << f.name;
+    }
+  }
+  EXPECT_EQ(samples, 6);
+}
+
 TEST_F(KeyFileTest, TheReloaderPicksUpAChangedFileWithoutASignal) {
   Write("first-key-0123456789\n");
   auto keys = KeySet::Load(path_, "api-key-file", "TOKENFAB_AUTH_TEST_UNSET");
