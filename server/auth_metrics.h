@@ -18,17 +18,19 @@
 
 namespace tokenfab {
 
+// A process's secrets: (the `secret` label, the set).
+using NamedKeySets = std::vector<std::pair<std::string, KeySet>>;
+
 class AuthMetrics : public prometheus::Collectable {
  public:
-  // Pairs of (the `secret` label, the set); `labels` go on every sample
-  // (a worker's WorkerLabels, so a simulated worker's page says so throughout).
-  explicit AuthMetrics(std::vector<std::pair<std::string, KeySet>> secrets,
-                       MetricLabels labels = {})
+  // `labels` go on every sample (a worker's WorkerLabels, so a simulated
+  // worker's page says so throughout).
+  explicit AuthMetrics(NamedKeySets secrets, MetricLabels labels = {})
       : secrets_(std::move(secrets)), labels_(std::move(labels)) {}
   std::vector<prometheus::MetricFamily> Collect() const override;
 
  private:
-  const std::vector<std::pair<std::string, KeySet>> secrets_;
+  const NamedKeySets secrets_;
   const MetricLabels labels_;
 };
 

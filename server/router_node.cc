@@ -49,8 +49,8 @@ absl::StatusOr<std::unique_ptr<RouterNode>> RouterNode::Start(
   }
   extra_metrics.push_back(std::make_shared<RouterMetrics>(node->cluster_.get(), client));
   extra_metrics.push_back(node->request_registry_);
-  extra_metrics.push_back(std::make_shared<AuthMetrics>(std::vector<std::pair<std::string, KeySet>>{
-      {"api_key", o.frontend.api_keys}, {"cluster_key", o.cluster_key}}));
+  extra_metrics.push_back(std::make_shared<AuthMetrics>(
+      NamedKeySets{{"api_key", o.frontend.api_keys}, {"cluster_key", o.cluster_key}}));
   FrontendOptions fo = o.frontend;
   if (o.planner_profile) {
     auto planner =

@@ -70,8 +70,7 @@ int ServeDirect(const LoadedModel& model, const EngineFlags& e, bool kv_cache_mb
   auto frontend =
       Frontend::Start(&router, fo,
                       {std::make_shared<WorkerMetrics>(std::vector<WorkerSource>{source}), registry,
-                       std::make_shared<AuthMetrics>(
-                           std::vector<std::pair<std::string, KeySet>>{{"api_key", fo.api_keys}})});
+                       std::make_shared<AuthMetrics>(NamedKeySets{{"api_key", fo.api_keys}})});
   if (!frontend.ok()) return ReportError("serve", frontend.status());
   PrintPowerSource("serve", (*energy)->meter(), power_fallback);
   std::fprintf(

@@ -149,9 +149,8 @@ int RunWorker(const std::vector<std::string>& args) {
     auto e = MetricsEndpoint::Start(
         metrics_host, metrics_port,
         {std::make_shared<WorkerMetrics>(std::vector<WorkerSource>{source}), step_registry,
-         std::make_shared<AuthMetrics>(
-             std::vector<std::pair<std::string, KeySet>>{{"cluster_key", o.cluster_key}},
-             WorkerLabels("", o.backend))});
+         std::make_shared<AuthMetrics>(NamedKeySets{{"cluster_key", o.cluster_key}},
+                                       WorkerLabels("", o.backend))});
     if (!e.ok()) return ReportError("worker", e.status());
     exposer = std::move(*e);
   }
