@@ -2,8 +2,8 @@
 
 #include <cstdio>
 #include <deque>
-#include <random>
 
+#include "common/random.h"
 #include "server/grpc_service.h"
 
 namespace tokenfab {
@@ -131,10 +131,7 @@ ControlService::ControlService(Cluster* cluster, KeySet cluster_key, GoneCallbac
                                std::function<void()> on_tick)
     : cluster_(cluster),
       cluster_key_(std::move(cluster_key)),
-      router_id_([] {
-        std::random_device rd;
-        return (uint64_t{rd()} << 32) | rd();
-      }()),
+      router_id_(RandomU64()),
       on_gone_(std::move(on_gone)),
       on_tick_(std::move(on_tick)) {
   reaper_ = std::thread([this] { Reap(); });

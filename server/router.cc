@@ -1,8 +1,7 @@
 #include "server/router.h"
 
-#include <random>
-
 #include "absl/container/flat_hash_set.h"
+#include "common/random.h"
 #include "common/status_macros.h"
 #include "common/strings.h"
 #include "scheduler/admission.h"
@@ -184,10 +183,7 @@ absl::Status CheckUtf8(const v1::GenerateRequest& r) {
 }  // namespace
 
 Router::Router(const LoadedModel& model, WorkerClient* worker, RouterOptions options)
-    : model_(model),
-      worker_(worker),
-      options_(std::move(options)),
-      id_salt_(std::random_device{}() | (static_cast<uint64_t>(std::random_device{}()) << 32)) {}
+    : model_(model), worker_(worker), options_(std::move(options)), id_salt_(RandomU64()) {}
 
 std::string Router::NewRequestId() {
   const uint64_t n = next_id_.fetch_add(1);
@@ -239,7 +235,7 @@ absl::StatusOr<std::string> Router::Start(const v1::GenerateRequest& request,
   wr.mutable_prompt_ids()->Assign(prompt.begin(), prompt.end());
   *wr.mutable_sampling() = request.sampling();
   if (!request.sampling().has_seed()) {
-    wr.mutable_sampling()->set_seed(std::random_device{}() | (uint64_t{std::random_device{}()} << 32));
+    wr.mutable_sampling()->set_seed(RandomU64());
   }
   wr.set_max_tokens(max_tokens);
   absl::flat_hash_set<int32_t> stop_ids(request.stop_token_ids().begin(),

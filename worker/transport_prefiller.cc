@@ -1,5 +1,6 @@
 #include "worker/transport_prefiller.h"
 
+#include "common/random.h"
 #include "common/strings.h"
 #include "worker/transport/kv_wire.h"
 
@@ -56,7 +57,9 @@ void TransportPrefiller::Start(RemotePrefillJob j, Done done) {
   }
   {
     absl::MutexLock lock(&mu_);
-    job->transfer_id = ids_();
+    // The id is what admits the prefill worker's connection (tcp) or frames
+    // (nccl) for this transfer, so it is drawn, not counted.
+    job->transfer_id = RandomU64();
     jobs_[j.request_id] = job;  // a request has one prefill at a time
   }
   KvTransferSpec spec;

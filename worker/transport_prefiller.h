@@ -12,7 +12,6 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <random>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -49,7 +48,6 @@ class TransportPrefiller : public RemotePrefiller {
   const std::chrono::milliseconds timeout_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<Job>> jobs_ ABSL_GUARDED_BY(mu_);
-  std::mt19937_64 ids_ ABSL_GUARDED_BY(mu_){std::random_device{}()};
 };
 
 // The prefill worker's side of a PrefillRequest: checks it (transport kind,
