@@ -69,6 +69,9 @@ KvTransportStats KvTransportCounters::Snapshot() const {
   s.transfers_failed = transfers_failed.load();
   s.seconds_sent = static_cast<double>(micros_sent.load()) * 1e-6;
   s.seconds_received = static_cast<double>(micros_received.load()) * 1e-6;
+  s.refused_over_limit = refused_over_limit.load();
+  s.refused_bad_header = refused_bad_header.load();
+  s.refused_unexpected = refused_unexpected.load();
   return s;
 }
 

@@ -124,6 +124,13 @@ struct KvTransportStats {
   // time includes waiting for layers.
   double seconds_sent = 0;
   double seconds_received = 0;
+  // Connections the receiving side closed before they named a transfer it
+  // expects (tcp), by reason: over its connection limit; no valid stream
+  // header in time; a header for a transfer not expected here (unknown,
+  // given up or already received). None of them counts as a transfer.
+  int64_t refused_over_limit = 0;
+  int64_t refused_bad_header = 0;
+  int64_t refused_unexpected = 0;
 };
 
 class KvTransport {
@@ -197,6 +204,7 @@ struct KvTransportCounters {
   std::atomic<int64_t> bytes_sent{0}, bytes_received{0}, transfers_sent{0}, transfers_received{0},
       transfers_failed{0};
   std::atomic<int64_t> micros_sent{0}, micros_received{0};
+  std::atomic<int64_t> refused_over_limit{0}, refused_bad_header{0}, refused_unexpected{0};
   KvTransportStats Snapshot() const;
 };
 

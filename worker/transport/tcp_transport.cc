@@ -11,8 +11,11 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <deque>
+#include <system_error>
+#include <thread>
 
 #include "common/status_macros.h"
 #include "common/strings.h"
@@ -30,6 +33,28 @@ int64_t MicrosSince(std::chrono::steady_clock::time_point start) {
 absl::Status Errno(std::string_view what) {
   return absl::UnavailableError(StrCat(what, ": ", std::strerror(errno)));
 }
+
+// Counts one kind of event and logs it at most once a minute, with how many
+// came since the last line, so a flood of refused connections costs one
+// line a minute. Used by one thread.
+class MinuteLog {
+ public:
+  explicit MinuteLog(std::string what) : what_(std::move(what)) {}
+  void Count(std::string_view detail) {
+    ++unlogged_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_) return;
+    std::fprintf(stderr, "tokenfab worker: KV port %s: %s (%lld since the last such line)\n",
+                 what_.c_str(), std::string(detail).c_str(), static_cast<long long>(unlogged_));
+    unlogged_ = 0;
+    next_ = now + std::chrono::minutes(1);
+  }
+
+ private:
+  const std::string what_;
+  int64_t unlogged_ = 0;
+  std::chrono::steady_clock::time_point next_{};
+};
 
 void SetTimeouts(int fd, int32_t ms) {
   timeval tv{ms / 1000, (ms % 1000) * 1000};
@@ -187,8 +212,10 @@ absl::StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Create(
     return absl::InvalidArgumentError(
         StrCat("KV port must be between 0 and 65535, got ", options.port));
   }
-  if (options.io_timeout_ms <= 0)
-    return absl::InvalidArgumentError("KV io timeout must be positive");
+  if (options.io_timeout_ms <= 0 || options.header_timeout_ms <= 0)
+    return absl::InvalidArgumentError("KV timeouts must be positive");
+  if (options.max_connections <= 0)
+    return absl::InvalidArgumentError("the KV connection limit must be positive");
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -254,21 +281,46 @@ TcpTransport::~TcpTransport() {
 }
 
 void TcpTransport::AcceptLoop() {
+  MinuteLog accept_failed("accept failed"), over_limit("refused connections");
   while (true) {
     const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      return;  // shut down
+      const int err = errno;
+      {
+        absl::MutexLock lock(&mu_);
+        if (stopping_) return;  // the destructor shut the listener down
+      }
+      if (err == EINTR || err == ECONNABORTED) continue;
+      // Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the
+      // connection waits in the backlog. A listener that gave up here would
+      // never take a transfer again, so it waits a little and tries again.
+      accept_failed.Count(std::strerror(err));
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      continue;
     }
     absl::MutexLock lock(&mu_);
     if (stopping_) {
       ::close(fd);
       return;
     }
-    SetTimeouts(fd, options_.io_timeout_ms);
+    if (receiving_fds_.size() >= static_cast<size_t>(options_.max_connections)) {
+      ::close(fd);
+      ++counters_->refused_over_limit;
+      over_limit.Count(StrCat(options_.max_connections, " connections are being received"));
+      continue;
+    }
+    SetTimeouts(fd, options_.header_timeout_ms);
+    try {
+      // Receive waits for mu_ before it touches receiving_fds_.
+      std::thread([this, fd] { Receive(fd); }).detach();
+    } catch (const std::system_error& e) {
+      ::close(fd);
+      ++counters_->refused_over_limit;
+      over_limit.Count(StrCat("no thread for a connection: ", e.what()));
+      continue;
+    }
     receiving_fds_.push_back(fd);
     ++live_threads_;
-    std::thread([this, fd] { Receive(fd); }).detach();
   }
 }
 
@@ -284,15 +336,20 @@ void TcpTransport::Receive(int fd) {
   std::shared_ptr<Expected> expected;
   absl::Status status = [&]() -> absl::Status {
     uint8_t header[kStreamHeaderBytes];
-    if (absl::Status s = ReadAll(fd, header, sizeof header); !s.ok()) return s;
-    absl::StatusOr<uint64_t> id = StreamHeaderTransferId(header);
-    if (!id.ok()) return id.status();
+    absl::Status read = ReadAll(fd, header, sizeof header);
+    absl::StatusOr<uint64_t> id = read.ok() ? StreamHeaderTransferId(header) : read;
+    if (!id.ok()) {
+      ++counters_->refused_bad_header;
+      return id.status();
+    }
     expected = Claim(*id);
     if (expected == nullptr) {
+      ++counters_->refused_unexpected;
       return absl::NotFoundError(StrCat("KV transfer ", *id,
                                         " is not expected here (unknown, "
                                         "already received or given up)"));
     }
+    SetTimeouts(fd, options_.io_timeout_ms);
     if (absl::Status s = CheckStreamHeader(header, expected->spec); !s.ok()) return s;
     const auto started = std::chrono::steady_clock::now();
     KvAssembly assembly(expected->spec);
@@ -324,8 +381,8 @@ void TcpTransport::Receive(int fd) {
   if (!status.ok()) {
     const uint8_t nak = 0;
     (void)::send(fd, &nak, 1, MSG_NOSIGNAL);
-    ++counters_->transfers_failed;
     if (expected != nullptr) {
+      ++counters_->transfers_failed;
       {
         absl::MutexLock lock(&mu_);
         expected_.erase(expected->spec.transfer_id);
@@ -370,74 +427,80 @@ std::unique_ptr<KvSendStream> TcpTransport::Open(const KvRoute& route, const KvT
     ++live_threads_;
     if (stopping_) state->Abort();
   }
-  std::thread([this, state] {
-    const auto started = std::chrono::steady_clock::now();
-    absl::Status status = [&]() -> absl::Status {
-      absl::StatusOr<int> fd = Connect(state->peer, state->timeout_ms);
-      if (!fd.ok()) return fd.status();
-      {
-        absl::MutexLock lock(&state->mu);
-        state->fd = *fd;
-        if (state->aborted) return absl::CancelledError("the KV transfer was aborted");
-      }
-      auto header = EncodeStreamHeader(state->spec);
-      iovec h{header.data(), header.size()};
-      if (absl::Status s = WriteAll(*fd, &h, 1); !s.ok()) return s;
-      while (true) {
-        KvPiece piece;
-        bool end = false;
-        {
-          absl::MutexLock lock(&state->mu);
-          state->mu.Await(absl::Condition(
-              +[](SendState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                return s->aborted || s->finishing || !s->queue.empty();
-              },
-              state.get()));
-          if (state->aborted) return absl::CancelledError("the KV transfer was aborted");
-          if (!state->queue.empty()) {
-            piece = std::move(state->queue.front());
-            state->queue.pop_front();
-          } else {
-            end = true;
-          }
-        }
-        if (end) break;
-        PieceHeader ph{piece.layer, piece.first_position, piece.count, piece.bytes.size()};
-        auto encoded = EncodePieceHeader(ph);
-        iovec iov[2] = {{encoded.data(), encoded.size()}, {piece.bytes.data(), piece.bytes.size()}};
-        if (absl::Status s = WriteAll(*fd, iov, 2); !s.ok()) return s;
-        counters_->bytes_sent += static_cast<int64_t>(piece.bytes.size());
-      }
-      auto end_header = EncodePieceHeader({kEndOfTransfer, 0, 0, 0});
-      iovec e{end_header.data(), end_header.size()};
-      if (absl::Status s = WriteAll(*fd, &e, 1); !s.ok()) return s;
-      uint8_t ack = 0;
-      if (absl::Status s = ReadAll(*fd, &ack, 1); !s.ok()) return s;
-      if (ack != 1) return absl::DataLossError("the decode worker refused the KV transfer");
-      return absl::OkStatus();
-    }();
-    std::function<void(absl::Status)> done;
-    {
-      absl::MutexLock lock(&state->mu);
-      if (state->fd >= 0) ::close(state->fd);
-      state->fd = -1;
-      state->completed = true;
-      state->result = status;
-      state->queue.clear();
-      done = std::move(state->done);  // null if Finish has not come yet: it reads `result`
-      state->done = nullptr;
-    }
-    if (status.ok()) {
-      ++counters_->transfers_sent;
-      counters_->micros_sent += MicrosSince(started);
-    } else {
-      ++counters_->transfers_failed;
-    }
-    if (done) done(status);
-    absl::MutexLock lock(&mu_);
-    --live_threads_;
-  }).detach();
+  try {
+    std::thread([this, state] {
+      const auto started = std::chrono::steady_clock::now();
+      SendDone(*state, Send(*state), started);
+    }).detach();
+  } catch (const std::system_error& e) {
+    SendDone(*state, absl::ResourceExhaustedError(StrCat("no thread for a KV send: ", e.what())),
+             std::chrono::steady_clock::now());
+  }
   return std::make_unique<TcpSendStream>(std::move(state));
+}
+
+absl::Status TcpTransport::Send(SendState& state) {
+  absl::StatusOr<int> fd = Connect(state.peer, state.timeout_ms);
+  if (!fd.ok()) return fd.status();
+  {
+    absl::MutexLock lock(&state.mu);
+    state.fd = *fd;
+    if (state.aborted) return absl::CancelledError("the KV transfer was aborted");
+  }
+  auto header = EncodeStreamHeader(state.spec);
+  iovec h{header.data(), header.size()};
+  RETURN_IF_ERROR(WriteAll(*fd, &h, 1));
+  while (true) {
+    KvPiece piece;
+    {
+      absl::MutexLock lock(&state.mu);
+      state.mu.Await(absl::Condition(
+          +[](SendState* s) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            return s->aborted || s->finishing || !s->queue.empty();
+          },
+          &state));
+      if (state.aborted) return absl::CancelledError("the KV transfer was aborted");
+      if (state.queue.empty()) break;  // finishing, and everything is sent
+      piece = std::move(state.queue.front());
+      state.queue.pop_front();
+    }
+    PieceHeader ph{piece.layer, piece.first_position, piece.count, piece.bytes.size()};
+    auto encoded = EncodePieceHeader(ph);
+    iovec iov[2] = {{encoded.data(), encoded.size()}, {piece.bytes.data(), piece.bytes.size()}};
+    RETURN_IF_ERROR(WriteAll(*fd, iov, 2));
+    counters_->bytes_sent += static_cast<int64_t>(piece.bytes.size());
+  }
+  auto end_header = EncodePieceHeader({kEndOfTransfer, 0, 0, 0});
+  iovec e{end_header.data(), end_header.size()};
+  RETURN_IF_ERROR(WriteAll(*fd, &e, 1));
+  uint8_t ack = 0;
+  RETURN_IF_ERROR(ReadAll(*fd, &ack, 1));
+  if (ack != 1) return absl::DataLossError("the decode worker refused the KV transfer");
+  return absl::OkStatus();
+}
+
+void TcpTransport::SendDone(SendState& state, absl::Status status,
+                            std::chrono::steady_clock::time_point started) {
+  std::function<void(absl::Status)> done;
+  {
+    absl::MutexLock lock(&state.mu);
+    if (state.fd >= 0) ::close(state.fd);
+    state.fd = -1;
+    state.completed = true;
+    state.result = status;
+    state.queue.clear();
+    done = std::move(state.done);  // null if Finish has not come yet: it reads `result`
+    state.done = nullptr;
+  }
+  if (status.ok()) {
+    ++counters_->transfers_sent;
+    counters_->micros_sent += MicrosSince(started);
+  } else {
+    ++counters_->transfers_failed;
+  }
+  if (done) done(status);
+  absl::MutexLock lock(&mu_);
+  --live_threads_;
 }
 
 KvTransportStats TcpTransport::Stats() const { return counters_->Snapshot(); }

@@ -4,10 +4,20 @@
 //
 // Every read and write has a timeout, so a peer that stops halfway fails its
 // transfer instead of holding a thread; the decode worker then recomputes.
+//
+// The port takes anything that connects, so what a connection may cost is
+// bounded before it says which transfer it brings: at most max_connections
+// are received at once (more are closed at accept), a stream header must
+// come within header_timeout_ms, and only a header naming a transfer this
+// transport expects gets further. Transfer ids are 64 random bits that the
+// decode worker hands the prefill worker over the (keyed) Prefill RPC, so a
+// stranger cannot name one. Refused connections are counted by reason
+// (KvTransportStats) and never as transfers.
 #ifndef TOKENFAB_WORKER_TRANSPORT_TCP_TRANSPORT_H_
 #define TOKENFAB_WORKER_TRANSPORT_TCP_TRANSPORT_H_
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -27,6 +37,12 @@ struct TcpTransportOptions {
   // a wildcard address).
   std::string advertise_host;
   int32_t io_timeout_ms = 30000;
+  // Connections received at once. A decode worker expects at most one
+  // transfer per running sequence, so the worker sets this from
+  // --max-num-seqs with room to spare.
+  int32_t max_connections = 256;
+  // A sender writes its stream header right after connecting.
+  int32_t header_timeout_ms = 5000;
 };
 
 class TcpTransport : public KvTransport {
@@ -48,6 +64,10 @@ class TcpTransport : public KvTransport {
   TcpTransport(const TcpTransportOptions& options, int listen_fd, std::string endpoint);
   void AcceptLoop();
   void Receive(int fd);
+  // A send stream's thread: the transfer, then its outcome reported.
+  absl::Status Send(SendState& state);
+  void SendDone(SendState& state, absl::Status status,
+                std::chrono::steady_clock::time_point started);
   std::shared_ptr<Expected> Claim(uint64_t transfer_id);
 
   const TcpTransportOptions options_;
