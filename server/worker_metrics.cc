@@ -146,6 +146,17 @@ std::vector<prometheus::MetricFamily> WorkerMetrics::Collect() const {
         return static_cast<double>(v[i]);
       },
       transport);
+  labelled(
+      "tokenfab_worker_kv_connections_refused_total",
+      "Connections to the KV port closed before they named a transfer expected here: over "
+      "the connection limit, no valid header in time, or a transfer not expected.",
+      MetricType::Counter, "reason", {"over_limit", "bad_header", "unexpected"},
+      [](const Snapshot& s, size_t i) {
+        const std::array<int64_t, 3> v = {s.t.refused_over_limit, s.t.refused_bad_header,
+                                          s.t.refused_unexpected};
+        return static_cast<double>(v[i]);
+      },
+      transport);
 
   // Power and energy, each with the meter's source.
   auto with_source = [&](const std::string& name, const std::string& help, MetricType type,

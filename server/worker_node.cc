@@ -1,5 +1,6 @@
 #include "server/worker_node.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "absl/time/clock.h"
@@ -139,6 +140,9 @@ absl::StatusOr<std::unique_ptr<WorkerNode>> WorkerNode::Start(const LoadedModel&
     to.listen_host = listen_host == "[::]" ? "::" : listen_host;
     to.advertise_host = host;
     to.port = o.kv_port;
+    // One transfer at most per running sequence; the rest is room for
+    // senders of transfers given up here that connect late.
+    to.max_connections = std::max(64, 4 * o.engine.scheduler.max_num_seqs);
     ASSIGN_OR_RETURN(node->transport_, TcpTransport::Create(to));
   }
 

@@ -3,7 +3,10 @@ with `tokenfab worker`s of each role, driven by grpcio clients. Greedy
 decoding makes every comparison exact: the CPU engine is bit-identical
 however a sequence's KV was computed or moved."""
 import concurrent.futures
+import os
 import signal
+import socket
+import struct
 import threading
 import time
 import urllib.error
@@ -13,7 +16,7 @@ import grpc
 import pytest
 
 from cluster import Cluster, run_concurrently, stream_all
-from conftest import Server
+from conftest import Server, free_port
 from prompts import PROMPTS
 
 SENTENCES = [
@@ -188,6 +191,72 @@ def test_a_killed_prefill_worker_falls_back_and_a_restarted_one_rejoins(server, 
     after = c.metrics()['tokenfab_router_prefill_decisions_total{decision="remote",reason="above_threshold"}']
     assert after == before + 1
     assert c.worker_metric("P", "tokenfab_worker_kv_exports_total") == 1
+
+
+def closed_within(sock: socket.socket, seconds: float) -> bytes:
+    """What the worker sent before it closed `sock`; fails if it stays open."""
+    sock.settimeout(seconds)
+    got = b""
+    try:
+        while chunk := sock.recv(64):
+            got += chunk
+    except socket.timeout:
+        raise AssertionError(f"the KV port kept the connection open for {seconds} s")
+    except ConnectionResetError:
+        pass
+    return got
+
+
+def threads_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+def test_strangers_on_the_kv_port_do_not_break_disaggregated_serving(server, grpc_modules, cluster):
+    """The tcp KV port takes any connection. Past the limit (64 with
+    --max-num-seqs 4) they are closed at accept; silent ones after the 5 s
+    header timeout; a header for a transfer nobody handed out at once. None
+    holds a thread for long, and remote prefills go on, exact."""
+    c = cluster("--disagg-threshold", "16")
+    c.start_worker("P", "prefill")
+    kv_port = free_port()
+    c.start_worker("D", "decode", "--kv-port", str(kv_port), "--max-num-seqs", "4")
+    pid = c.workers["D"].process.pid
+    prompts = [long_prompt(i, 1 + i % 4) for i in range(4)]
+    want = reference(server, grpc_modules, prompts, 8)
+    threads_before = threads_of(pid)
+
+    idle = [socket.create_connection(("127.0.0.1", kv_port), timeout=5) for _ in range(100)]
+    extra = [closed_within(s, 3) for s in idle[64:]]  # closed at accept, nothing sent
+    assert extra == [b""] * 36, c.logs()
+    assert threads_of(pid) <= threads_before + 64, "a thread per refused connection"
+    # While the port is full, a remote prefill is refused and the decode
+    # worker computes the prompt itself: the output stays exact.
+    assert c.generate(prompts[0], 8)[0] == want[0], c.logs()
+    for s in idle[:64]:
+        closed_within(s, 10)  # the header timeout, 5 s
+        s.close()
+
+    # A well-formed header for a transfer id nobody handed out: one refusal
+    # byte. A garbage header: closed.
+    stranger = socket.create_connection(("127.0.0.1", kv_port), timeout=5)
+    stranger.sendall(struct.pack("<IIQiiiiii", 0x564B4654, 1, int.from_bytes(os.urandom(8), "little"),
+                                 30, 3, 64, 0, 0, 16))
+    assert closed_within(stranger, 5) == b"\x00"
+    garbage = socket.create_connection(("127.0.0.1", kv_port), timeout=5)
+    garbage.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"x" * 16)  # 40 bytes, bad magic
+    closed_within(garbage, 5)
+
+    ok_before = c.worker_metric("D", 'tokenfab_worker_remote_prefills_total{result="ok"}')
+    for i, p in enumerate(prompts[1:], 1):
+        assert c.generate(p, 8)[0] == want[i], c.logs()
+    assert c.worker_metric("D", 'tokenfab_worker_remote_prefills_total{result="ok"}') == ok_before + 3
+    refused = lambda reason: c.worker_metric(
+        "D", f'tokenfab_worker_kv_connections_refused_total{{reason="{reason}"}}')
+    assert refused("over_limit") >= 36
+    assert refused("bad_header") >= 64 + 1
+    assert refused("unexpected") == 1
+    assert threads_of(pid) <= threads_before + 4, "threads of closed connections linger"
 
 
 def test_set_role_moves_a_worker_between_pools_without_dropping_its_requests(server, grpc_modules, cluster):
