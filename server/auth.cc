@@ -102,11 +102,7 @@ struct KeySet::State {
   // One Reload at a time (a read and its outcome), so an older read never
   // lands after a newer one; taken before mu.
   absl::Mutex reload_mu;
-  // What the file held: when the keys in force were read, when it was last
-  // refused (reported once), and at the last unsettled read (Reload).
-  std::string taken_text ABSL_GUARDED_BY(reload_mu);
-  std::optional<std::string> refused_text ABSL_GUARDED_BY(reload_mu);
-  std::optional<std::string> pending_text ABSL_GUARDED_BY(reload_mu);
+  ReloadedFile seen_file ABSL_GUARDED_BY(reload_mu);
   mutable absl::Mutex mu;
   std::vector<std::string> keys ABSL_GUARDED_BY(mu);  // never empty
   int64_t reloads ABSL_GUARDED_BY(mu) = 0;
@@ -138,7 +134,7 @@ absl::StatusOr<KeySet> KeySet::Load(const std::string& file, std::string_view fl
     set.state_->file = file;
     set.state_->flag = flag;
     absl::MutexLock lock(&set.state_->reload_mu);
-    set.state_->taken_text = std::move(text);
+    set.state_->seen_file = ReloadedFile(std::move(text));
     return set;
   }
   if (const char* value = std::getenv(env); value != nullptr && *value != '\0') {
@@ -205,30 +201,29 @@ absl::StatusOr<bool> KeySet::Reload(ReloadWhen when) const {
   absl::StatusOr<std::string> text = ReadKeyFile(s.file, s.flag);
   // An unreadable file is remembered by its error, so it is reported once.
   const std::string seen = text.ok() ? *text : StrCat("\n", text.status().message());
-  if (seen == s.taken_text) {  // unchanged, or back to the keys in force
-    s.pending_text.reset();
-    absl::MutexLock lock(&s.mu);
-    s.file_refused = false;
-    return false;
+  switch (s.seen_file.LookAt(seen, when)) {
+    case ReloadedFile::Look::kTaken: {
+      absl::MutexLock lock(&s.mu);
+      s.file_refused = false;
+      return false;
+    }
+    case ReloadedFile::Look::kRefused:
+    case ReloadedFile::Look::kWait:
+      return false;
+    case ReloadedFile::Look::kTry:
+      break;
   }
-  if (seen == s.refused_text) return false;
-  if (when == ReloadWhen::kSettled && seen != s.pending_text) {
-    s.pending_text = seen;  // maybe caught mid-write: wait for the next read
-    return false;
-  }
-  s.pending_text.reset();
   absl::StatusOr<std::vector<std::string>> keys =
       text.ok() ? ParseKeys(*text, s.source) : text.status();
   absl::MutexLock lock(&s.mu);
   if (!keys.ok()) {
-    s.refused_text = seen;
+    s.seen_file.Refused(seen);
     s.file_refused = true;
     ++s.reload_errors;
     return keys.status();
   }
   s.keys = *std::move(keys);
-  s.taken_text = seen;
-  s.refused_text.reset();
+  s.seen_file.Took(seen);
   s.file_refused = false;
   ++s.reloads;
   return true;
@@ -282,13 +277,14 @@ grpc::ServerUnaryReactor* RefuseUnary(const KeySet& keys, std::string_view what,
 }
 
 std::shared_ptr<grpc::Channel> KeyedChannel(const std::string& target, const KeySet& keys,
-                                            const grpc::ChannelArguments& args) {
-  if (keys.open())
-    return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+                                            const grpc::ChannelArguments& args,
+                                            std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  if (credentials == nullptr) credentials = grpc::InsecureChannelCredentials();
+  if (keys.open()) return grpc::CreateCustomChannel(target, credentials, args);
   std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(std::make_unique<BearerInterceptorFactory>(keys));
-  return grpc::experimental::CreateCustomChannelWithInterceptors(
-      target, grpc::InsecureChannelCredentials(), args, std::move(interceptors));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(target, credentials, args,
+                                                                 std::move(interceptors));
 }
 
 }  // namespace tokenfab

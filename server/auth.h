@@ -27,6 +27,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
+#include "server/reloaded_file.h"
 
 namespace tokenfab {
 
@@ -46,11 +47,6 @@ struct KeyStats {
   int64_t reload_errors = 0;  // times a changed file was refused (the old keys stayed)
   bool file_refused = false;  // the file holds what was refused; older keys are in force
 };
-
-// When Reload takes a changed file: at once (SIGHUP: the operator says it
-// is written), or once two reads in a row agree (a poll: a file written in
-// place may be caught half-way, and a cut-off key file is still valid).
-enum class ReloadWhen { kNow, kSettled };
 
 class KeySet {
  public:
@@ -117,10 +113,12 @@ grpc::ServerUnaryReactor* RefuseUnary(const KeySet& keys, std::string_view what,
                                       grpc::CallbackServerContext* context);
 
 // A channel whose calls carry "authorization: Bearer <key>" with the first
-// key `keys` holds when each call starts (plain when the set is open), as
-// every client of a keyed service uses.
-std::shared_ptr<grpc::Channel> KeyedChannel(const std::string& target, const KeySet& keys,
-                                            const grpc::ChannelArguments& args = {});
+// key `keys` holds when each call starts (no key when the set is open), as
+// every client of a keyed service uses. `credentials`: the transport's
+// (tls.h's ClientChannelCredentials); null is plain TCP.
+std::shared_ptr<grpc::Channel> KeyedChannel(
+    const std::string& target, const KeySet& keys, const grpc::ChannelArguments& args = {},
+    std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
 
 }  // namespace tokenfab
 
