@@ -31,15 +31,26 @@ int MetricsEndpoint::port() const {
   return ports.empty() ? 0 : ports[0];
 }
 
+std::string Frontend::Addresses() const {
+  const bool tls = tls_.enabled();
+  std::string line = StrCat("gRPC on ", host_, ":", grpc_port_, tls ? " (TLS)" : "", ", HTTP on ",
+                            tls ? "https" : "http", "://", host_, ":", http_port(),
+                            ", metrics on http://", host_, ":", metrics_port(), "/metrics");
+  if (tls) StrAppend(&line, "; TLS certificate ", tls_.Describe());
+  return line;
+}
+
 absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
     Router* router, const FrontendOptions& o,
     const std::vector<std::shared_ptr<prometheus::Collectable>>& metrics) {
   std::unique_ptr<Frontend> f(new Frontend());
+  f->host_ = o.host;
+  f->tls_ = o.tls;
   f->service_ = std::make_unique<GenerationService>(router, o.api_keys);
   EnableHealthService();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(StrCat(o.host, ":", o.grpc_port), grpc::InsecureServerCredentials(),
+  builder.AddListeningPort(StrCat(o.host, ":", o.grpc_port), o.tls.GrpcCredentials(),
                            &f->grpc_port_);
   builder.RegisterService(f->service_.get());
   for (grpc::Service* s : o.extra_services) builder.RegisterService(s);
@@ -54,6 +65,7 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   http.threads = o.http_threads;
   http.json_routes = o.json_routes;
   http.api_keys = o.api_keys;
+  http.tls = o.tls;
   auto server = HttpServer::Start(router, http);
   if (!server.ok()) return server.status();
   f->http_ = std::move(*server);

@@ -41,6 +41,8 @@ struct FrontendOptions {
   int32_t metrics_port = 9400;
   // What gRPC Generation and HTTP /v1/* need (auth.h); health and metrics are open.
   KeySet api_keys;
+  // TLS on the gRPC and HTTP ports when enabled (tls.h); metrics stay plain.
+  TlsIdentity tls;
   // Extra services on the gRPC port (e.g. nothing, or admin for tests).
   std::vector<grpc::Service*> extra_services;
   // Extra GET endpoints of the HTTP face (HttpServerOptions::json_routes).
@@ -57,6 +59,9 @@ class Frontend {
   int grpc_port() const { return grpc_port_; }
   int http_port() const { return http_->port(); }
   int metrics_port() const { return metrics_->port(); }
+  // For the start-up log: "gRPC on H:P, HTTP on http://H:P, metrics on
+  // http://H:P/metrics", with TLS named and its certificate described.
+  std::string Addresses() const;
   // Readiness as grpc.health.v1 answers it (serving at start; the
   // "liveness" service always is: health.h).
   void SetServing(bool serving);
@@ -70,6 +75,8 @@ class Frontend {
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<MetricsEndpoint> metrics_;
   int grpc_port_ = 0;
+  std::string host_;
+  TlsIdentity tls_;
   bool shut_down_ = false;
 };
 

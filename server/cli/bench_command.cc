@@ -5,7 +5,7 @@
 // reports throughput, TTFT, inter-token latency, request latency and goodput
 // (see server/loadgen/stats.h for the definitions, which are aiperf's).
 //
-//   tokenfab bench --target grpc://HOST:PORT | http://HOST:PORT
+//   tokenfab bench --target grpc://HOST:PORT | http://HOST:PORT (grpcs://, https:// for TLS)
 //       [--concurrency N | --rate R] --isl A --osl B --requests K [--json] ...
 #include <cstdio>
 #include <cstdlib>
@@ -83,7 +83,8 @@ int RunBench(const std::vector<std::string>& args) {
                 "Load generator: send K requests of exactly A prompt tokens and B output tokens "
                 "to a running tokenfab (or any OpenAI-compatible) server and report throughput, "
                 "TTFT, inter-token latency and goodput.");
-  flags.AddString("target", &f.target, "grpc://HOST:PORT or http://HOST:PORT", true);
+  flags.AddString("target", &f.target,
+                  "grpc://HOST:PORT or http://HOST:PORT; grpcs:// or https:// for TLS", true);
   flags.AddInt("concurrency", &f.concurrency,
                "closed loop: requests in flight (default 1); with --rate: the in-flight cap "
                "(default 256)");
@@ -115,6 +116,10 @@ int RunBench(const std::vector<std::string>& args) {
                   "`tokenfab serve` has them; 'none' skips)");
   std::string api_key_file;
   AddApiKeyFlag(flags, &api_key_file, /*serving=*/false);
+  std::string tls_ca_file;
+  flags.AddString("tls-ca-file", &tls_ca_file,
+                  "with a grpcs:// or https:// target: trust the PEM CA certificates in this "
+                  "file (default: the system's)");
   if (int rc = ParseFlagsOrExit(flags, "bench", args); rc >= 0) return rc;
   auto usage_error = [](const absl::Status& s) {
     ReportError("bench", s);
@@ -125,8 +130,8 @@ int RunBench(const std::vector<std::string>& args) {
   if (!target.ok()) return usage_error(target.status());
   absl::StatusOr<KeySet> api_key = LoadApiKeys(api_key_file);
   if (!api_key.ok()) return usage_error(api_key.status());
-  auto client =
-      loadgen::CreateLoadClient(*target, {.extra_body_json = f.extra_body, .api_key = *api_key});
+  auto client = loadgen::CreateLoadClient(
+      *target, {.extra_body_json = f.extra_body, .api_key = *api_key, .tls_ca_file = tls_ca_file});
   if (!client.ok()) return usage_error(client.status());
   const uint64_t seed = f.seed.value_or(0);
 

@@ -2,7 +2,7 @@
 // running server to the terminal.
 //
 //   tokenfab complete --server HOST:PORT --prompt TEXT [--chat] [--max-tokens N]
-//                     [--api-key-file F]
+//                     [--api-key-file F] [--tls | --tls-ca-file F]
 #include <cstdio>
 
 #include "common/strings.h"
@@ -34,9 +34,14 @@ int RunComplete(const std::vector<std::string>& args) {
   flags.AddBool("print-token-ids", &print_ids, "end with a line `token_ids: <ids>`");
   std::string api_key_file;
   AddApiKeyFlag(flags, &api_key_file, /*serving=*/false);
+  TlsClientFlags tls;
+  AddTlsClientFlags(flags, &tls);
   if (int rc = ParseFlagsOrExit(flags, "complete", args); rc >= 0) return rc;
   absl::StatusOr<KeySet> api_key = LoadApiKeys(api_key_file);
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      ClientChannelCredentials(tls.enabled(), tls.ca_file);
   absl::Status check = api_key.status();
+  if (check.ok()) check = credentials.status();
   if (check.ok() && max_tokens <= 0)
     check = absl::InvalidArgumentError("--max-tokens must be positive");
   if (!check.ok()) {
@@ -62,7 +67,7 @@ int RunComplete(const std::vector<std::string>& args) {
   request.mutable_sampling()->set_temperature(temperature);
   if (seed) request.mutable_sampling()->set_seed(*seed);
 
-  auto channel = KeyedChannel(server, *api_key);
+  auto channel = KeyedChannel(server, *api_key, {}, *credentials);
   auto stub = v1::Generation::NewStub(channel);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(timeout_s));

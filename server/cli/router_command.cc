@@ -47,12 +47,15 @@ int RunRouter(const std::vector<std::string>& args) {
   std::string api_key_file, cluster_key_file;
   AddApiKeyFlag(flags, &api_key_file, /*serving=*/true);
   AddClusterKeyFlag(flags, &cluster_key_file, /*serving=*/true);
+  TlsFiles tls;
+  AddTlsServerFlags(flags, &tls);
   if (int rc = ParseFlagsOrExit(flags, "router", args); rc >= 0) return rc;
   absl::Status check = FinishRoutingFlags(&o.routing, worker_timeout_ms, max_prefill_queue);
   absl::StatusOr<KeySet> api_keys = LoadApiKeys(api_key_file);
   absl::StatusOr<KeySet> cluster_key = LoadClusterKey(cluster_key_file);
   if (check.ok()) check = api_keys.status();
   if (check.ok()) check = cluster_key.status();
+  if (check.ok()) check = LoadTls(tls, &o.frontend.tls);
   if (check.ok()) {
     o.frontend.api_keys = *std::move(api_keys);
     o.cluster_key = *std::move(cluster_key);
@@ -78,13 +81,10 @@ int RunRouter(const std::vector<std::string>& args) {
   auto node = RouterNode::Start(**model, o);
   if (!node.ok()) return ReportError("router", node.status());
   std::fprintf(stderr,
-               "tokenfab router: model %s (%s), gRPC on %s:%d, HTTP on http://%s:%d, metrics on "
-               "http://%s:%d/metrics, workers attach to %s:%d; disaggregation above %d tokens\n",
-               o.model_id.c_str(), model_path.c_str(), o.frontend.host.c_str(),
-               (*node)->frontend().grpc_port(), o.frontend.host.c_str(),
-               (*node)->frontend().http_port(), o.frontend.host.c_str(),
-               (*node)->frontend().metrics_port(), o.frontend.host.c_str(),
-               (*node)->internal_port(), o.routing.disagg_threshold);
+               "tokenfab router: model %s (%s), %s, workers attach to %s:%d; disaggregation "
+               "above %d tokens\n",
+               o.model_id.c_str(), model_path.c_str(), (*node)->frontend().Addresses().c_str(),
+               o.frontend.host.c_str(), (*node)->internal_port(), o.routing.disagg_threshold);
   if (o.planner_profile) {
     std::fprintf(stderr,
                  "tokenfab router: planner every %s for TTFT <= %s and ITL <= %s (%s, %s "
@@ -95,7 +95,7 @@ int RunRouter(const std::vector<std::string>& args) {
                  planner.profile.c_str(), o.planner_profile->hardware.c_str());
   }
   std::fflush(stderr);
-  KeyReloader keys("tokenfab router", {o.frontend.api_keys, o.cluster_key});
+  KeyReloader keys("tokenfab router", {o.frontend.api_keys, o.cluster_key, o.frontend.tls});
   std::fprintf(stderr, "tokenfab router: %s, shutting down\n",
                WaitForSignal(signals, [&keys] { keys.ReloadNow(); }));
   node->reset();

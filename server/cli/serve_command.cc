@@ -73,16 +73,13 @@ int ServeDirect(const LoadedModel& model, const EngineFlags& e, bool kv_cache_mb
                        std::make_shared<AuthMetrics>(NamedKeySets{{"api_key", fo.api_keys}})});
   if (!frontend.ok()) return ReportError("serve", frontend.status());
   PrintPowerSource("serve", (*energy)->meter(), power_fallback);
-  std::fprintf(
-      stderr,
-      "tokenfab serve: model %s (%s, context %d) on %s\n"
-      "tokenfab serve: gRPC on %s:%d, HTTP on http://%s:%d, metrics on http://%s:%d/metrics\n",
-      model_id.c_str(), model_path.c_str(), model.config.context_length,
-      made->description.c_str(),
-      fo.host.c_str(), (*frontend)->grpc_port(), fo.host.c_str(), (*frontend)->http_port(),
-      fo.host.c_str(), (*frontend)->metrics_port());
+  std::fprintf(stderr,
+               "tokenfab serve: model %s (%s, context %d) on %s\n"
+               "tokenfab serve: %s\n",
+               model_id.c_str(), model_path.c_str(), model.config.context_length,
+               made->description.c_str(), (*frontend)->Addresses().c_str());
   std::fflush(stderr);
-  KeyReloader keys("tokenfab serve", {fo.api_keys});
+  KeyReloader keys("tokenfab serve", {fo.api_keys, fo.tls});
   std::fprintf(stderr, "tokenfab serve: %s, shutting down\n",
                WaitForSignal(signals, [&keys] { keys.ReloadNow(); }));
   // Stop taking requests, end the ones in flight (they finish as cancelled),
@@ -130,13 +127,16 @@ int RunServe(const std::vector<std::string>& args) {
   AddPowerFlags(flags, &power);
   std::string api_key_file;
   AddApiKeyFlag(flags, &api_key_file, /*serving=*/true);
+  TlsFiles tls;
+  AddTlsServerFlags(flags, &tls);
   if (int rc = ParseFlagsOrExit(flags, "serve", args); rc >= 0) return rc;
   absl::StatusOr<KeySet> api_keys = LoadApiKeys(api_key_file);
   absl::Status check = api_keys.status();
   if (check.ok()) {
     fo.api_keys = *std::move(api_keys);
-    check = CheckEngineFlags(engine);
+    check = LoadTls(tls, &fo.tls);
   }
+  if (check.ok()) check = CheckEngineFlags(engine);
   if (check.ok()) check = CheckPowerFlags(power);
   for (auto [name, v] : {std::pair<std::string_view, int32_t>{"grpc-port", fo.grpc_port},
                          {"http-port", fo.http_port},
@@ -237,13 +237,11 @@ int RunServe(const std::vector<std::string>& args) {
       stderr,
       "tokenfab serve: model %s (%s), %d workers (%d prefill) of %d threads, disaggregation above "
       "%d tokens\n"
-      "tokenfab serve: gRPC on %s:%d, HTTP on http://%s:%d, metrics on http://%s:%d/metrics\n",
+      "tokenfab serve: %s\n",
       id.c_str(), model_path.c_str(), workers, prefill_workers, engine.threads,
-      ro.routing.disagg_threshold, fo.host.c_str(), (*router)->frontend().grpc_port(),
-      fo.host.c_str(), (*router)->frontend().http_port(), fo.host.c_str(),
-      (*router)->frontend().metrics_port());
+      ro.routing.disagg_threshold, (*router)->frontend().Addresses().c_str());
   std::fflush(stderr);
-  KeyReloader keys("tokenfab serve", {fo.api_keys});
+  KeyReloader keys("tokenfab serve", {fo.api_keys, fo.tls});
   std::fprintf(stderr, "tokenfab serve: %s, shutting down\n",
                WaitForSignal(signals, [&keys] { keys.ReloadNow(); }));
   (*router)->Shutdown();

@@ -166,7 +166,7 @@ int RunWorker(const std::vector<std::string>& args) {
   // shares what it uses.
   auto signalled = std::make_shared<absl::Notification>();
   auto keys = std::make_shared<KeyReloader>(StrCat("tokenfab worker ", (*node)->id()),
-                                            std::vector<KeySet>{o.cluster_key});
+                                            std::vector<Reloadable>{o.cluster_key});
   std::thread([signals, signalled, keys] {
     WaitForSignal(signals, [&keys] { keys->ReloadNow(); });
     signalled->Notify();

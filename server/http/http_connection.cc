@@ -27,6 +27,8 @@ constexpr size_t kMaxReadAhead = 64 * 1024;
 // How long a closing connection reads what the client still sends, so the
 // close does not reset the connection before the client has read the answer.
 constexpr auto kLinger = std::chrono::seconds(2);
+// How long a TLS client has to finish its handshake.
+constexpr auto kHandshakeTimeout = std::chrono::seconds(10);
 
 int64_t NowUnix() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -58,11 +60,24 @@ class ConnectionSink : public ResponseSink {
 
 }  // namespace
 
-Connection::Connection(net::ip::tcp::socket socket, std::shared_ptr<ServerState> state)
+Connection::Connection(net::ip::tcp::socket socket, std::shared_ptr<ServerState> state,
+                       std::shared_ptr<net::ssl::context> tls)
     : state_(std::move(state)),
       executor_(socket.get_executor()),
-      stream_(std::move(socket)),
+      tls_(std::move(tls)),
+      stream_([&]() -> std::variant<PlainStream, TlsStream> {
+        if (tls_)
+          return std::variant<PlainStream, TlsStream>(std::in_place_type<TlsStream>,
+                                                      std::move(socket), *tls_);
+        return std::variant<PlainStream, TlsStream>(std::in_place_type<PlainStream>,
+                                                    std::move(socket));
+      }()),
       linger_timer_(executor_) {}
+
+net::ip::tcp::socket& Connection::socket() {
+  return WithStream(
+      [](auto& s) -> net::ip::tcp::socket& { return beast::get_lowest_layer(s).socket(); });
+}
 
 Connection::~Connection() {
   // Only reached with a request running when the io_context is destroyed
@@ -77,14 +92,33 @@ void Connection::Start() {
     absl::MutexLock lock(&state_->mu);
     if (state_->stopping) {
       beast::error_code ec;
-      stream_.socket().close(ec);
+      socket().close(ec);
       return;
     }
     state_->connections[this] = weak_from_this();
   }
   beast::error_code ec;
-  stream_.socket().set_option(net::ip::tcp::no_delay(true), ec);  // tokens leave at once
-  net::dispatch(executor_, [self = shared_from_this()] { self->ReadHeader(); });
+  socket().set_option(net::ip::tcp::no_delay(true), ec);  // tokens leave at once
+  net::dispatch(executor_, [self = shared_from_this()] {
+    if (self->tls_) return self->Handshake();
+    self->ReadHeader();
+  });
+}
+
+void Connection::Handshake() {
+  auto& s = std::get<TlsStream>(stream_);
+  beast::get_lowest_layer(s).expires_after(kHandshakeTimeout);
+  reading_ = true;
+  s.async_handshake(net::ssl::stream_base::server,
+                    [self = shared_from_this()](beast::error_code ec) {
+                      self->reading_ = false;
+                      if (self->closed_) return;
+                      beast::get_lowest_layer(std::get<TlsStream>(self->stream_)).expires_never();
+                      // Plain HTTP on this port, a client that does not trust the
+                      // certificate, or one too slow: there is nothing to answer it with.
+                      if (ec) return self->CloseNow();
+                      self->ReadHeader();
+                    });
 }
 
 void Connection::Close() {
@@ -97,9 +131,11 @@ void Connection::ReadHeader() {
   parser_.emplace();
   parser_->header_limit(kHeaderLimit);
   parser_->body_limit(state_->options.max_body_bytes);
-  http::async_read_header(
-      stream_, buffer_, *parser_,
-      [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  WithStream([&](auto& s) {
+    http::async_read_header(
+        s, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnHeader(ec); });
+  });
 }
 
 void Connection::OnHeader(beast::error_code ec) {
@@ -111,20 +147,27 @@ void Connection::OnHeader(beast::error_code ec) {
   if (beast::iequals(expect, "100-continue")) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
     reading_ = true;
-    net::async_write(stream_, net::buffer(kContinue.data(), kContinue.size()),
-                     [self = shared_from_this()](beast::error_code ec, size_t) {
-                       self->reading_ = false;
-                       if (self->closed_) return;
-                       if (ec) return self->CloseNow();
-                       self->reading_ = true;
-                       http::async_read(self->stream_, self->buffer_, *self->parser_,
-                                        [self](beast::error_code ec, size_t) { self->OnBody(ec); });
-                     });
+    WithStream([&](auto& s) {
+      net::async_write(s, net::buffer(kContinue.data(), kContinue.size()),
+                       [self = shared_from_this()](beast::error_code ec, size_t) {
+                         self->reading_ = false;
+                         if (self->closed_) return;
+                         if (ec) return self->CloseNow();
+                         self->ReadBody();
+                       });
+    });
     return;
   }
+  ReadBody();
+}
+
+void Connection::ReadBody() {
   reading_ = true;
-  http::async_read(stream_, buffer_, *parser_,
-                   [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
+  WithStream([&](auto& s) {
+    http::async_read(
+        s, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnBody(ec); });
+  });
 }
 
 void Connection::OnBody(beast::error_code ec) {
@@ -185,6 +228,10 @@ void Connection::Handle(Request& request) {
       return SendJson(503,
                       Json{{"status", "unavailable"}, {"reason", "no decode worker is attached"}});
     }
+    return SendJson(200, Json{{"status", "ok"}});
+  }
+  if (path == "/live") {  // the HTTP twin of gRPC's "liveness" service (health.h)
+    if (method != http::verb::get) return not_allowed("GET");
     return SendJson(200, Json{{"status", "ok"}});
   }
   // Everything under /v1/ needs an API key when the server has any.
@@ -378,10 +425,12 @@ void Connection::SendJson(int status, const Json& body, int retry_after, std::st
   response->keep_alive(keep_alive_);
   response->body() = DumpJson(body);
   response->prepare_payload();
-  http::async_write(stream_, *response,
-                    [self = shared_from_this(), response](beast::error_code ec, size_t) {
-                      self->OnResponseWritten(ec);
-                    });
+  WithStream([&](auto& s) {
+    http::async_write(s, *response,
+                      [self = shared_from_this(), response](beast::error_code ec, size_t) {
+                        self->OnResponseWritten(ec);
+                      });
+  });
 }
 
 void Connection::SendError(const absl::Status& status) {
@@ -406,7 +455,7 @@ void Connection::StreamWrite() {
   if (!header_written_) {
     write_in_flight_ = true;
     header_written_ = true;
-    http::async_write_header(stream_, *stream_serializer_, std::move(done));
+    WithStream([&](auto& s) { http::async_write_header(s, *stream_serializer_, std::move(done)); });
     return;
   }
   if (!pending_.empty()) {
@@ -415,18 +464,20 @@ void Connection::StreamWrite() {
     writing_.swap(pending_);
     pending_.clear();
     write_in_flight_ = true;
-    if (chunked_) {
-      net::async_write(stream_, http::make_chunk(net::buffer(writing_)), std::move(done));
-    } else {
-      net::async_write(stream_, net::buffer(writing_), std::move(done));
-    }
+    WithStream([&](auto& s) {
+      if (chunked_) {
+        net::async_write(s, http::make_chunk(net::buffer(writing_)), std::move(done));
+      } else {
+        net::async_write(s, net::buffer(writing_), std::move(done));
+      }
+    });
     return;
   }
   if (!stream_done_) return;
   if (chunked_ && !last_chunk_written_) {
     last_chunk_written_ = true;
     write_in_flight_ = true;
-    net::async_write(stream_, http::make_chunk_last(), std::move(done));
+    WithStream([&](auto& s) { net::async_write(s, http::make_chunk_last(), std::move(done)); });
     return;
   }
   // The stream is complete.
@@ -448,10 +499,12 @@ void Connection::Watch() {
   if (!closing_ && buffer_.size() >= kMaxReadAhead) return;  // resumes with the next request
   if (closing_) buffer_.clear();
   watching_ = true;
-  stream_.async_read_some(buffer_.prepare(kWatchReadBytes),
-                          [self = shared_from_this()](beast::error_code ec, size_t bytes) {
-                            self->OnWatch(ec, bytes);
-                          });
+  WithStream([&](auto& s) {
+    s.async_read_some(buffer_.prepare(kWatchReadBytes),
+                      [self = shared_from_this()](beast::error_code ec, size_t bytes) {
+                        self->OnWatch(ec, bytes);
+                      });
+  });
 }
 
 void Connection::OnWatch(beast::error_code ec, size_t bytes) {
@@ -473,7 +526,7 @@ void Connection::NextRequest() {
   // The watch read must end before the request read starts: a pipelined
   // request may already wait in buffer_ while the client sends nothing more.
   // Its handler sees operation_aborted and starts ReadHeader.
-  stream_.cancel();
+  WithStream([](auto& s) { beast::get_lowest_layer(s).cancel(); });
 }
 
 void Connection::ClientGone() {
@@ -487,7 +540,9 @@ void Connection::CloseGracefully() {
   if (closed_ || closing_) return;
   closing_ = true;
   beast::error_code ec;
-  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
+  // Over TLS too, a plain TCP half-close (no close_notify): every response
+  // is framed by its length or its last chunk, so nothing reads as cut off.
+  socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
   linger_timer_.expires_after(kLinger);
   linger_timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
     if (!ec) self->CloseNow();
@@ -502,8 +557,8 @@ void Connection::CloseNow() {
   generating_ = false;
   linger_timer_.cancel();
   beast::error_code ec;
-  stream_.socket().shutdown(net::ip::tcp::socket::shutdown_both, ec);
-  stream_.socket().close(ec);
+  socket().shutdown(net::ip::tcp::socket::shutdown_both, ec);
+  socket().close(ec);
 }
 
 }  // namespace tokenfab::http_internal

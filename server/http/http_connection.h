@@ -1,7 +1,9 @@
 // One client connection of HttpServer (internal to server/http/): reads
 // HTTP/1.1 requests, answers the OpenAI endpoints through the Router, and
 // keeps a read outstanding while a generation runs so a client that goes
-// away is noticed and its request cancelled.
+// away is noticed and its request cancelled. Over plain TCP, or TLS when the
+// server has a certificate: the connection then shakes hands first (within
+// kHandshakeTimeout) and everything else is the same code over either stream.
 //
 // Threading: every member runs on the connection's strand, except Start and
 // Close (any thread) and the ResponseSink the Router calls on a worker
@@ -19,6 +21,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -32,6 +35,7 @@
 #include "boost/beast/core/flat_buffer.hpp"
 #include "boost/beast/core/tcp_stream.hpp"
 #include "boost/beast/http.hpp"
+#include "boost/beast/ssl/ssl_stream.hpp"
 #include "nlohmann/json.hpp"
 #include "server/http/http_server.h"
 #include "server/http/openai_response.h"
@@ -60,7 +64,9 @@ struct ServerState {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerState> state);
+  // `tls`: the context to shake hands with; null for plain TCP.
+  Connection(boost::asio::ip::tcp::socket socket, std::shared_ptr<ServerState> state,
+             std::shared_ptr<boost::asio::ssl::context> tls);
   ~Connection();
 
   // Registers with the server and starts reading. Any thread.
@@ -82,8 +88,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
     OpenAiRequest parsed;  // stream, include_usage, logprobs
   };
 
+  using PlainStream = boost::beast::tcp_stream;
+  using TlsStream = boost::beast::ssl_stream<boost::beast::tcp_stream>;
+
+  // Runs `f(stream)` on the stream in use; every read and write goes
+  // through here, so one code path serves both.
+  template <typename F>
+  decltype(auto) WithStream(F&& f) {
+    return std::visit(std::forward<F>(f), stream_);
+  }
+  boost::asio::ip::tcp::socket& socket();
+
+  void Handshake();
   void ReadHeader();
   void OnHeader(boost::beast::error_code ec);
+  void ReadBody();
   void OnBody(boost::beast::error_code ec);
   void OnReadError(boost::beast::error_code ec);
   void Handle(Request& request);
@@ -108,7 +127,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   const std::shared_ptr<ServerState> state_;
   const boost::asio::any_io_executor executor_;
-  boost::beast::tcp_stream stream_;
+  const std::shared_ptr<boost::asio::ssl::context> tls_;  // outlives stream_
+  std::variant<PlainStream, TlsStream> stream_;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   boost::asio::steady_timer linger_timer_;

@@ -46,7 +46,8 @@ struct HttpServer::Impl {
         });
         return;
       }
-      std::make_shared<Connection>(std::move(socket), state)->Start();
+      // The certificate in force now; a renewal serves the next connection.
+      std::make_shared<Connection>(std::move(socket), state, state->options.tls.context())->Start();
       Accept();
     });
   }

@@ -1,6 +1,7 @@
 // The OpenAI-compatible HTTP/1.1 face of the router: /v1/completions and
 // /v1/chat/completions (streamed as server-sent events or one JSON object),
-// /v1/models, /health. Event-driven (Boost.Beast over Asio): a connection
+// /v1/models, /health (ready: 503 while no worker can decode), /live (200
+// while the process serves). Event-driven (Boost.Beast over Asio): a connection
 // waiting on tokens holds no thread, so thousands of open streams cost a few
 // io threads. A client that goes away mid-request has its request cancelled,
 // so the worker frees its KV blocks.
@@ -19,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "server/auth.h"
 #include "server/router.h"
+#include "server/tls.h"
 
 namespace tokenfab {
 
@@ -27,8 +29,10 @@ struct HttpServerOptions {
   int port = 8000;  // 0 picks a free port
   int threads = 1;  // io threads
   size_t max_body_bytes = 8 << 20;
-  // Keys that /v1/* needs (auth.h); /health is open.
+  // Keys that /v1/* needs (auth.h); /health and /live are open.
   KeySet api_keys;
+  // HTTPS when enabled (tls.h), on this one port; else plain HTTP.
+  TlsIdentity tls;
   // Extra read-only JSON endpoints: GET path -> the JSON document to answer
   // (e.g. the router's /v1/planner). Called on an io thread; must not block.
   std::map<std::string, std::function<std::string()>> json_routes;

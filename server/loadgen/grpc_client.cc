@@ -15,14 +15,15 @@ std::string GrpcError(const grpc::Status& s) {
 
 class GrpcLoadClient : public LoadClient {
  public:
-  GrpcLoadClient(const Target& target, const KeySet& api_key) {
+  GrpcLoadClient(const Target& target, const KeySet& api_key,
+                 std::shared_ptr<grpc::ChannelCredentials> credentials) {
     const bool v6 = target.host.find(':') != std::string::npos;
     const std::string address = StrCat(v6 ? "[" : "", target.host, v6 ? "]" : "", ":", target.port);
     grpc::ChannelArguments args;
     // Token streams are many small messages; do not let one slow reader's
     // flow-control window stall the others on the shared connection.
     args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 1);
-    channel_ = KeyedChannel(address, api_key, args);
+    channel_ = KeyedChannel(address, api_key, args, std::move(credentials));
     stub_ = v1::Generation::NewStub(channel_);
   }
 
@@ -77,8 +78,10 @@ class GrpcLoadClient : public LoadClient {
 
 }  // namespace
 
-std::unique_ptr<LoadClient> NewGrpcLoadClient(const Target& target, const KeySet& api_key) {
-  return std::make_unique<GrpcLoadClient>(target, api_key);
+std::unique_ptr<LoadClient> NewGrpcLoadClient(
+    const Target& target, const KeySet& api_key,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
+  return std::make_unique<GrpcLoadClient>(target, api_key, std::move(credentials));
 }
 
 }  // namespace tokenfab::loadgen

@@ -7,12 +7,16 @@
 #include <memory>
 #include <string>
 
+#include "grpcpp/security/credentials.h"
 #include "server/loadgen/load_client.h"
 
 namespace tokenfab::loadgen {
 
-// `api_key`'s first key, if any, goes with every call.
-std::unique_ptr<LoadClient> NewGrpcLoadClient(const Target& target, const KeySet& api_key);
+// `api_key`'s first key, if any, goes with every call, over a channel with
+// `credentials` (insecure or TLS: tls.h).
+std::unique_ptr<LoadClient> NewGrpcLoadClient(
+    const Target& target, const KeySet& api_key,
+    std::shared_ptr<grpc::ChannelCredentials> credentials);
 
 }  // namespace tokenfab::loadgen
 

@@ -2,9 +2,13 @@
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <variant>
 
+#include "common/status_macros.h"
 #include "common/strings.h"
 #include "server/loadgen/openai_stream.h"
 
@@ -25,8 +29,9 @@ absl::Status NetError(std::string_view what, const beast::error_code& ec) {
 
 class HttpLoadClient : public LoadClient {
  public:
-  HttpLoadClient(const Target& target, const ClientOptions& options)
-      : target_(target), options_(options) {
+  HttpLoadClient(const Target& target, const ClientOptions& options,
+                 std::shared_ptr<net::ssl::context> tls)
+      : target_(target), options_(options), tls_(std::move(tls)) {
     const bool v6 = target.host.find(':') != std::string::npos;
     host_header_ = StrCat(v6 ? "[" : "", target.host, v6 ? "]" : "", ":", target.port);
   }
@@ -43,8 +48,40 @@ class HttpLoadClient : public LoadClient {
 
   absl::StatusOr<std::string> ServedModelId() override {
     net::io_context ioc;
-    beast::tcp_stream stream(ioc);
-    if (absl::Status s = Connect(ioc, stream); !s.ok()) return s;
+    ASSIGN_OR_RETURN(Connection connection, Connect(ioc));
+    return std::visit([&](auto& stream) { return ModelsOn(stream); }, connection);
+  }
+
+ private:
+  using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+  using Connection = std::variant<beast::tcp_stream, TlsStream>;
+
+  // A connected stream, its TLS handshake done (the server's certificate
+  // checked against the target's host name).
+  absl::StatusOr<Connection> Connect(net::io_context& ioc) {
+    tcp::resolver resolver(ioc);
+    beast::error_code ec;
+    auto endpoints = resolver.resolve(target_.host, std::to_string(target_.port), ec);
+    if (ec) return NetError(StrCat("resolve ", target_.host), ec);
+    beast::tcp_stream tcp_stream(ioc);
+    tcp_stream.connect(endpoints, ec);
+    if (ec) return NetError(StrCat("connect ", host_header_), ec);
+    tcp_stream.socket().set_option(tcp::no_delay(true), ec);
+    if (tls_ == nullptr) return Connection(std::move(tcp_stream));
+    Connection connection(std::in_place_type<TlsStream>, std::move(tcp_stream), *tls_);
+    TlsStream& stream = std::get<TlsStream>(connection);
+    // SNI, and the name the certificate must carry.
+    if (!SSL_set_tlsext_host_name(stream.native_handle(), target_.host.c_str())) {
+      return absl::InternalError("cannot set the TLS server name");
+    }
+    stream.set_verify_callback(net::ssl::host_name_verification(target_.host));
+    stream.handshake(net::ssl::stream_base::client, ec);
+    if (ec) return NetError(StrCat("TLS handshake with ", host_header_), ec);
+    return connection;
+  }
+
+  template <typename Stream>
+  absl::StatusOr<std::string> ModelsOn(Stream& stream) {
     http::request<http::empty_body> req{http::verb::get, "/v1/models", 11};
     req.set(http::field::host, host_header_);
     SetAuthorization(req);
@@ -62,18 +99,6 @@ class HttpLoadClient : public LoadClient {
     return FirstModelId(res.body());
   }
 
- private:
-  absl::Status Connect(net::io_context& ioc, beast::tcp_stream& stream) {
-    tcp::resolver resolver(ioc);
-    beast::error_code ec;
-    auto endpoints = resolver.resolve(target_.host, std::to_string(target_.port), ec);
-    if (ec) return NetError(StrCat("resolve ", target_.host), ec);
-    stream.connect(endpoints, ec);
-    if (ec) return NetError(StrCat("connect ", host_header_), ec);
-    stream.socket().set_option(tcp::no_delay(true), ec);
-    return absl::OkStatus();
-  }
-
   // The connection is made before the clock starts, as a client with a warm
   // connection pool (aiperf's aiohttp) would have it.
   absl::Status Stream(const LoadRequest& request, Clock::time_point origin, RequestRecord* record) {
@@ -81,15 +106,21 @@ class HttpLoadClient : public LoadClient {
         request.model_id, request.prompt, request.max_tokens, options_.extra_body_json);
     if (!body.ok()) return body.status();
     net::io_context ioc;
-    beast::tcp_stream stream(ioc);
-    if (absl::Status s = Connect(ioc, stream); !s.ok()) return s;
+    ASSIGN_OR_RETURN(Connection connection, Connect(ioc));
+    return std::visit(
+        [&](auto& stream) { return StreamOn(stream, std::move(*body), origin, record); },
+        connection);
+  }
 
+  template <typename Stream>
+  absl::Status StreamOn(Stream& stream, std::string body, Clock::time_point origin,
+                        RequestRecord* record) {
     http::request<http::string_body> req{http::verb::post, "/v1/completions", 11};
     req.set(http::field::host, host_header_);
     SetAuthorization(req);
     req.set(http::field::content_type, "application/json");
     req.set(http::field::accept, "text/event-stream");
-    req.body() = std::move(*body);
+    req.body() = std::move(body);
     req.prepare_payload();
 
     beast::error_code ec;
@@ -143,7 +174,7 @@ class HttpLoadClient : public LoadClient {
       return absl::DataLossError("stream ended without a finish_reason or [DONE]");
     }
     beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_both, ignored);
     return absl::OkStatus();
   }
 
@@ -155,13 +186,15 @@ class HttpLoadClient : public LoadClient {
   }
 
   const ClientOptions options_;
+  const std::shared_ptr<net::ssl::context> tls_;  // null: plain HTTP
   std::string host_header_;
 };
 
 }  // namespace
 
-std::unique_ptr<LoadClient> NewHttpLoadClient(const Target& target, const ClientOptions& options) {
-  return std::make_unique<HttpLoadClient>(target, options);
+std::unique_ptr<LoadClient> NewHttpLoadClient(const Target& target, const ClientOptions& options,
+                                              std::shared_ptr<net::ssl::context> tls) {
+  return std::make_unique<HttpLoadClient>(target, options, std::move(tls));
 }
 
 }  // namespace tokenfab::loadgen

@@ -44,10 +44,12 @@ struct Target {
   Protocol protocol = Protocol::kHttp;
   std::string host;
   uint16_t port = 0;
+  bool tls = false;  // https:// or grpcs://
 };
 
-// "grpc://HOST:PORT" or "http://HOST:PORT" (a trailing '/' is allowed; HOST
-// may be a bracketed IPv6 literal). InvalidArgument otherwise.
+// "grpc://HOST:PORT" or "http://HOST:PORT", or over TLS "grpcs://" and
+// "https://" (a trailing '/' is allowed; HOST may be a bracketed IPv6
+// literal). InvalidArgument otherwise.
 absl::StatusOr<Target> ParseTarget(const std::string& url);
 
 // Extra fields merged into every HTTP request body (a JSON object, e.g.
@@ -55,6 +57,8 @@ absl::StatusOr<Target> ParseTarget(const std::string& url);
 struct ClientOptions {
   std::string extra_body_json;
   KeySet api_key;  // its first key is sent as "authorization: Bearer KEY" (auth.h)
+  // With a TLS target: the PEM CA certificates to trust (else the system's).
+  std::string tls_ca_file;
 };
 
 absl::StatusOr<std::unique_ptr<LoadClient>> CreateLoadClient(const Target& target,

@@ -12,6 +12,7 @@ import pathlib
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -39,8 +40,11 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, *extra_args: str, model: str = str(DEFAULT_MODEL), env: dict = None):
-        """`env`: the process's whole environment (default: this one's)."""
+    def __init__(self, *extra_args: str, model: str = str(DEFAULT_MODEL), env: dict = None,
+                 ca_file: str = None):
+        """`env`: the process's whole environment (default: this one's);
+        `ca_file`: the server speaks TLS (its --tls-* flags are in
+        `extra_args`) with a certificate this CA signed."""
         if not os.path.exists(model):
             pytest.fail(f"{model} is missing: run scripts/setup")
         self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
@@ -49,7 +53,8 @@ class Server:
                 "--grpc-port", str(self.grpc_port), "--http-port", str(self.http_port),
                 "--metrics-port", str(self.metrics_port), "--threads", "2", *extra_args]
         self.process = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        self.http_url = f"http://127.0.0.1:{self.http_port}"
+        self.ssl_context = ssl.create_default_context(cafile=ca_file) if ca_file else None
+        self.http_url = f"{'https' if ca_file else 'http'}://127.0.0.1:{self.http_port}"
         self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         self.model_id = pathlib.Path(model).stem
@@ -61,7 +66,8 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"tokenfab serve exited with {self.process.returncode}:\n{self.output()}")
             try:
-                with urllib.request.urlopen(self.http_url + "/health", timeout=2) as r:
+                with urllib.request.urlopen(self.http_url + "/health", timeout=2,
+                                            context=self.ssl_context) as r:
                     if r.status == 200:
                         return
             except OSError:

@@ -34,6 +34,8 @@ OVERLAYS = {
                         "--set", "auth.clusterKeySecret=tokenfab-cluster-key"],
     "gpu-keys": ["-f", str(CHART / "values-gpu.yaml"),
                  "--set", "auth.apiKeySecret=tokenfab-api-keys,auth.clusterKeySecret=tokenfab-cluster-key"],
+    "cpu-tls": ["-f", str(CHART / "values-cpu.yaml"),
+                "--set", "auth.tlsSecret=tokenfab-tls,auth.apiKeySecret=tokenfab-api-keys"],
 }
 CRD_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule", "ScaledObject"}
 
@@ -149,8 +151,13 @@ def test_routers_and_workers_use_the_binarys_flags_ports_and_probes(rendered):
     ports = {p["name"]: p["containerPort"] for p in r["ports"]}
     for name in ("grpc", "http", "metrics", "internal"):
         assert ra[f"{name}-port"] == str(ports[name]) == default_of(router_help[f"{name}-port"])
-    assert r["readinessProbe"]["grpc"] == {"port": ports["grpc"]}
-    assert r["livenessProbe"]["grpc"] == {"port": ports["grpc"], "service": "liveness"}
+    if "tlsSecret" in " ".join(OVERLAYS[overlay]):
+        # Kubelets cannot probe gRPC over TLS: the HTTP twins, over HTTPS.
+        assert r["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http", "scheme": "HTTPS"}
+        assert r["livenessProbe"]["httpGet"] == {"path": "/live", "port": "http", "scheme": "HTTPS"}
+    else:
+        assert r["readinessProbe"]["grpc"] == {"port": ports["grpc"]}
+        assert r["livenessProbe"]["grpc"] == {"port": ports["grpc"], "service": "liveness"}
 
     w = container(worker_deploy)
     assert w["args"][0] == "worker"
@@ -207,10 +214,13 @@ def test_routers_and_workers_use_the_binarys_flags_ports_and_probes(rendered):
     # in the worker's container and reads the cluster key there too. Workers
     # serve no public API, so they get no API keys.
     chosen = " ".join(OVERLAYS[overlay])
-    keyed = {"api-key-file": "apiKeySecret" in chosen, "cluster-key-file": "clusterKeySecret" in chosen}
+    keyed = {"api-key-file": "apiKeySecret" in chosen, "cluster-key-file": "clusterKeySecret" in chosen,
+             "tls-cert-file": "tlsSecret" in chosen, "tls-key-file": "tlsSecret" in chosen}
     for deploy, args, secrets in (
             (router_deploy, ra, {"api-key-file": ("tokenfab-api-keys", "keys"),
-                                 "cluster-key-file": ("tokenfab-cluster-key", "key")}),
+                                 "cluster-key-file": ("tokenfab-cluster-key", "key"),
+                                 "tls-cert-file": ("tokenfab-tls", "tls.crt"),
+                                 "tls-key-file": ("tokenfab-tls", "tls.key")}),
             (worker_deploy, wa, {"cluster-key-file": ("tokenfab-cluster-key", "key")})):
         c = container(deploy)
         mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
@@ -224,7 +234,7 @@ def test_routers_and_workers_use_the_binarys_flags_ports_and_probes(rendered):
             volume = volumes[mounts[folder]["name"]]["secret"]
             assert volume["secretName"] == secret and volume["defaultMode"] == 0o440
         assert not {e["name"] for e in c.get("env", [])} & {"TOKENFAB_API_KEY", "TOKENFAB_CLUSTER_KEY"}
-    assert "api-key-file" not in wa
+    assert "api-key-file" not in wa and "tls-cert-file" not in wa
     assert ("cluster-key-file" in drain) == keyed["cluster-key-file"]
     if keyed["cluster-key-file"]:
         assert drain["cluster-key-file"] == wa["cluster-key-file"]

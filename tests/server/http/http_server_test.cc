@@ -194,6 +194,8 @@ TEST_F(HttpServerTest, HealthModelsAndUnknownPaths) {
   EXPECT_EQ(wrong.status, 405);
   EXPECT_EQ(wrong.headers["allow"], "POST");
   EXPECT_EQ(Call("DELETE", "/health").status, 405);
+  EXPECT_EQ(Call("GET", "/live").json().dump(), R"({"status":"ok"})");
+  EXPECT_EQ(Call("POST", "/live").status, 405);
 }
 
 TEST_F(HttpServerTest, NonStreamedCompletionsWithKeepAlive) {

@@ -20,6 +20,7 @@ TEST(ParseTargetTest, AcceptsBothSchemes) {
   auto g = ParseTarget("grpc://localhost:50051");
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g->protocol, Protocol::kGrpc);
+  EXPECT_FALSE(g->tls);
   EXPECT_EQ(g->host, "localhost");
   EXPECT_EQ(g->port, 50051);
   auto h = ParseTarget("http://127.0.0.1:8080/");
@@ -31,11 +32,34 @@ TEST(ParseTargetTest, AcceptsBothSchemes) {
   ASSERT_TRUE(v6.ok());
   EXPECT_EQ(v6->host, "::1");
   EXPECT_EQ(v6->port, 9000);
+  EXPECT_FALSE(v6->tls);
+}
+
+TEST(ParseTargetTest, TlsSchemesSayTls) {
+  auto g = ParseTarget("grpcs://localhost:443");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->protocol, Protocol::kGrpc);
+  EXPECT_TRUE(g->tls);
+  auto h = ParseTarget("https://[::1]:8443/");
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->protocol, Protocol::kHttp);
+  EXPECT_TRUE(h->tls);
+  EXPECT_EQ(h->host, "::1");
+  EXPECT_EQ(h->port, 8443);
+}
+
+TEST(ParseTargetTest, ACaFileNeedsATlsTarget) {
+  auto client = CreateLoadClient(*ParseTarget("http://127.0.0.1:1"), {.tls_ca_file = "/ca.pem"});
+  EXPECT_EQ(client.status().code(), absl::StatusCode::kInvalidArgument);
+  auto missing =
+      CreateLoadClient(*ParseTarget("https://127.0.0.1:1"), {.tls_ca_file = "/nonexistent/ca.pem"});
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kInvalidArgument) << missing.status();
 }
 
 TEST(ParseTargetTest, RejectsBadTargets) {
-  for (const char* bad : {"https://h:1", "h:1", "http://h", "http://:80", "http://h:0",
-                          "http://h:65536", "http://h:80x", "http://h:80/v1", "grpc://[::1]80"}) {
+  for (const char* bad :
+       {"ftp://h:1", "grpcss://h:1", "h:1", "http://h", "http://:80", "http://h:0",
+        "http://h:65536", "http://h:80x", "http://h:80/v1", "grpc://[::1]80"}) {
     EXPECT_FALSE(ParseTarget(bad).ok()) << bad;
   }
 }
