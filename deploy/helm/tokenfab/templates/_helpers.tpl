@@ -81,6 +81,10 @@ for pods that serve the public API; each is empty when its Secret is unset. */}}
 {{- if .root.Values.auth.clusterKeySecret }}
 - --cluster-key-file=/etc/tokenfab/cluster-key/key
 {{- end }}
+{{- if and .api .root.Values.auth.tlsSecret }}
+- --tls-cert-file=/etc/tokenfab/tls/tls.crt
+- --tls-key-file=/etc/tokenfab/tls/tls.key
+{{- end }}
 {{- end -}}
 {{- define "tokenfab.keyMounts" -}}
 {{- if and .api .root.Values.auth.apiKeySecret }}
@@ -88,6 +92,9 @@ for pods that serve the public API; each is empty when its Secret is unset. */}}
 {{- end }}
 {{- if .root.Values.auth.clusterKeySecret }}
 - {name: cluster-key, mountPath: /etc/tokenfab/cluster-key, readOnly: true}
+{{- end }}
+{{- if and .api .root.Values.auth.tlsSecret }}
+- {name: tls, mountPath: /etc/tokenfab/tls, readOnly: true}
 {{- end }}
 {{- end -}}
 {{- define "tokenfab.keyVolumes" -}}
@@ -98,5 +105,9 @@ for pods that serve the public API; each is empty when its Secret is unset. */}}
 {{- if .root.Values.auth.clusterKeySecret }}
 - name: cluster-key
   secret: {secretName: {{ .root.Values.auth.clusterKeySecret | quote }}, defaultMode: 0440}
+{{- end }}
+{{- if and .api .root.Values.auth.tlsSecret }}
+- name: tls
+  secret: {secretName: {{ .root.Values.auth.tlsSecret | quote }}, defaultMode: 0440}
 {{- end }}
 {{- end -}}
