@@ -50,6 +50,8 @@ absl::StatusOr<std::unique_ptr<Frontend>> Frontend::Start(
   EnableHealthService();
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  // As the HTTP face: a TLS client has 10 s to finish its handshake (gRPC's default is 120 s).
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10000);
   builder.AddListeningPort(StrCat(o.host, ":", o.grpc_port), o.tls.GrpcCredentials(),
                            &f->grpc_port_);
   builder.RegisterService(f->service_.get());

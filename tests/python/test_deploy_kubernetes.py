@@ -152,6 +152,13 @@ def test_routers_and_workers_use_the_binarys_flags_ports_and_probes(rendered):
     for name in ("grpc", "http", "metrics", "internal"):
         assert ra[f"{name}-port"] == str(ports[name]) == default_of(router_help[f"{name}-port"])
     if "tlsSecret" in " ".join(OVERLAYS[overlay]):
+        # The root file system is read-only: gRPC's private copy of the pair
+        # goes to a memory-backed volume named by TMPDIR.
+        tmpdir = {e["name"]: e["value"] for e in r["env"]}["TMPDIR"]
+        mounts = {m["mountPath"]: m["name"] for m in r["volumeMounts"]}
+        volumes = {v["name"]: v for v in router_deploy["spec"]["template"]["spec"]["volumes"]}
+        assert volumes[mounts[tmpdir]]["emptyDir"]["medium"] == "Memory"
+        assert r["securityContext"]["readOnlyRootFilesystem"] is True
         # Kubelets cannot probe gRPC over TLS: the HTTP twins, over HTTPS.
         assert r["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http", "scheme": "HTTPS"}
         assert r["livenessProbe"]["httpGet"] == {"path": "/live", "port": "http", "scheme": "HTTPS"}

@@ -78,6 +78,31 @@ absl::Status ReadAll(int fd, uint8_t* p, size_t n) {
   return absl::OkStatus();
 }
 
+// As ReadAll, but all `n` bytes by `deadline`, however they trickle in
+// (SO_RCVTIMEO bounds each recv, not their sum).
+absl::Status ReadAllBy(int fd, uint8_t* p, size_t n,
+                       std::chrono::steady_clock::time_point deadline) {
+  while (n > 0) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return absl::DeadlineExceededError("no KV stream header in time");
+    pollfd pfd{fd, POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) return Errno("KV receive");
+    if (ready == 0) continue;  // the deadline check above ends it
+    const ssize_t r = ::recv(fd, p, n, 0);
+    if (r == 0) return absl::UnavailableError("the KV peer closed the connection");
+    if (r < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return Errno("KV receive");
+    }
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WriteAll(int fd, iovec* iov, int iovcnt) {
   while (iovcnt > 0) {
     msghdr msg{};
@@ -336,7 +361,9 @@ void TcpTransport::Receive(int fd) {
   std::shared_ptr<Expected> expected;
   absl::Status status = [&]() -> absl::Status {
     uint8_t header[kStreamHeaderBytes];
-    absl::Status read = ReadAll(fd, header, sizeof header);
+    absl::Status read = ReadAllBy(
+        fd, header, sizeof header,
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.header_timeout_ms));
     absl::StatusOr<uint64_t> id = read.ok() ? StreamHeaderTransferId(header) : read;
     if (!id.ok()) {
       ++counters_->refused_bad_header;

@@ -266,9 +266,21 @@ TEST(TcpTransportTest, AConnectionWithoutAHeaderInTimeIsClosed) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   EXPECT_LT(seconds, 2.5) << "closed after the header timeout (0.3 s), not the io timeout (3 s)";
+  // A header that trickles in, a byte every 0.1 s, is cut at 0.3 s too:
+  // the timeout bounds the whole header, not each read.
+  const int drip = RawConnect(*rx);
+  const auto dripped = std::chrono::steady_clock::now();
+  std::string fate = "open";
+  for (int i = 0; i < 20 && fate == "open"; ++i) {
+    (void)::send(drip, "T", 1, MSG_NOSIGNAL);
+    fate = RawFate(drip, 100);
+  }
+  EXPECT_EQ(fate, "closed");
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - dripped).count(), 1.5);
+  ::close(drip);
   ::close(silent);
   ::close(partial);
-  EXPECT_EQ(rx->Stats().refused_bad_header, 2);
+  EXPECT_EQ(rx->Stats().refused_bad_header, 3);
   EXPECT_EQ(rx->Stats().transfers_failed, 0);
 }
 

@@ -95,6 +95,7 @@ for pods that serve the public API; each is empty when its Secret is unset. */}}
 {{- end }}
 {{- if and .api .root.Values.auth.tlsSecret }}
 - {name: tls, mountPath: /etc/tokenfab/tls, readOnly: true}
+- {name: tls-runtime, mountPath: /run/tokenfab-tls}
 {{- end }}
 {{- end -}}
 {{- define "tokenfab.keyVolumes" -}}
@@ -109,5 +110,9 @@ for pods that serve the public API; each is empty when its Secret is unset. */}}
 {{- if and .api .root.Values.auth.tlsSecret }}
 - name: tls
   secret: {secretName: {{ .root.Values.auth.tlsSecret | quote }}, defaultMode: 0440}
+# The root file system is read-only: the private copy gRPC reads goes here
+# (TMPDIR), in memory, so it never reaches a disk.
+- name: tls-runtime
+  emptyDir: {medium: Memory, sizeLimit: 1Mi}
 {{- end }}
 {{- end -}}
